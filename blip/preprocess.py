@@ -1,0 +1,102 @@
+"""Image preprocessing for BLIP (Li et al., 2022, "BLIP: Bootstrapping Language-Image Pre-training",
+arXiv 2201.12086), as plain functions.
+
+BLIP's vision transformer sees a square image, normalised with the OpenAI CLIP statistics:
+
+    any PIL image -> RGB (transparency composited onto white) -> bicubic resize to a square
+    -> values in [0, 1] -> (x - mean) / std per channel -> (3, H, W) float32
+
+Every step matches transformers' PIL image processor (``BlipImageProcessorPil``) bit for bit, so the
+model sees exactly the pixels it was evaluated with. One deliberate difference: ``to_rgb`` applies the
+EXIF orientation tag (phone photos), which transformers' processor ignores on a PIL image.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+
+# The OpenAI CLIP statistics BLIP was trained with (one value per RGB channel).
+IMAGE_MEAN = (0.48145466, 0.4578275, 0.40821073)
+IMAGE_STD = (0.26862954, 0.26130258, 0.27577711)
+
+# White, fully opaque: the background that transparent pixels are composited onto.
+_WHITE = (255, 255, 255, 255)
+
+
+def load_image(path_or_bytes: str | os.PathLike | bytes) -> Image.Image:
+    """Open an image file, upright (EXIF orientation applied); animated images give their first frame.
+
+    Args:
+        path_or_bytes: a file path, or the encoded file's bytes (an upload).
+    """
+    source = io.BytesIO(path_or_bytes) if isinstance(path_or_bytes, bytes) else path_or_bytes
+    with Image.open(source) as image:
+        image.seek(0)  # first frame of a GIF / APNG / WebP animation
+        # exif_transpose always returns a new, fully loaded image, so the file can be closed.
+        return ImageOps.exif_transpose(image)
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Return ``image`` upright and in RGB mode, compositing any transparency onto white.
+
+    Pixel for pixel what transformers does for every mode it accepts: an image with an alpha band
+    (RGBA, LA, PA) or a ``transparency`` entry (palette or colour-key tRNS) becomes RGBA and is
+    composited onto white; every other mode goes through ``Image.convert("RGB")``, which clips the
+    16/32-bit and float modes (I;16, I, F) to 0..255 (it does not rescale them).
+
+    Args:
+        image: a PIL image of any mode.
+    """
+    image = ImageOps.exif_transpose(image)
+    if image.mode == "La":
+        # Premultiplied luminance + alpha: PIL only converts it to LA (un-premultiplying); transformers
+        # raises here. Treat it as the LA image it stands for.
+        image = image.convert("LA")
+    # The band is named "A" only for straight alpha: RGBa (premultiplied) goes through convert("RGB"),
+    # as in transformers.
+    has_alpha = "A" in image.getbands() or image.info.get("transparency") is not None
+    if not has_alpha:
+        return image.convert("RGB")
+    # A plain convert("RGB") would drop alpha and reveal whatever colour hides under transparent pixels.
+    rgba = image.convert("RGBA")
+    background = Image.new("RGBA", rgba.size, _WHITE)
+    return Image.alpha_composite(background, rgba).convert("RGB")
+
+
+def preprocess(images: Image.Image | Sequence[Image.Image], image_size: int = 384) -> torch.Tensor:
+    """Turn PIL images into the normalised pixel batch BLIP's vision encoder takes.
+
+    Args:
+        images: one PIL image or a sequence of them, any mode and size.
+        image_size: side of the square the images are resized to (384 for the released BLIP models;
+            read it from the checkpoint's ``preprocessor_config.json``).
+
+    Returns:
+        float32 tensor of shape (B, 3, image_size, image_size).
+    """
+    if isinstance(images, Image.Image):
+        images = [images]
+    if len(images) == 0:
+        raise ValueError("preprocess() needs at least one image")
+    if image_size < 1:
+        raise ValueError(f"image_size must be positive, got {image_size}")
+
+    mean = torch.tensor(IMAGE_MEAN, dtype=torch.float32)
+    std = torch.tensor(IMAGE_STD, dtype=torch.float32)
+    batch = []
+    for image in images:
+        # A square warp, not an aspect-preserving resize plus crop: BLIP was trained this way.
+        resized = to_rgb(image).resize((image_size, image_size), Image.Resampling.BICUBIC)
+        pixels = np.asarray(resized)  # (H, W, 3) uint8
+        # Scale in float64, then cast: (x * (1/255)) in float64 rounds differently from x / 255 in
+        # float32, and transformers does the former.
+        scaled = torch.from_numpy((pixels.astype(np.float64) * (1 / 255)).astype(np.float32))
+        normalised = (scaled - mean) / std  # float32, broadcast over the last (channel) axis
+        batch.append(normalised.permute(2, 0, 1))  # (H, W, 3) -> (3, H, W)
+    return torch.stack(batch)  # (B, 3, H, W)
