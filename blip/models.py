@@ -1,0 +1,180 @@
+"""The three BLIP task models, one per kind of checkpoint on the Hub.
+
+Each is a vision tower plus the text modules its task needs, named like the checkpoint's top-level
+keys. Methods do one step each (encode the image, run the decoder, score a match...) and take the image
+tokens as an argument, so callers can encode an image once and reuse it for many questions or texts.
+Generation loops live in ``decoding.py``; these classes only compute.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import BlipConfig
+from .text import TextLMModel, TextModel, TextOutput
+from .vision import VisionModel
+
+
+class BlipBase(nn.Module):
+    """What every task model has: a config and the ViT."""
+
+    # The ``architectures`` entry of config.json that this class loads.
+    checkpoint_class = ""
+
+    def __init__(self, config: BlipConfig):
+        super().__init__()
+        self.config = config
+        self.vision_model = VisionModel(config.vision)
+
+    def encode_image(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """Preprocessed images (B, 3, H, W) -> image tokens (B, 1 + patches, D)."""
+        return self.vision_model(pixel_values)
+
+
+class CaptionModel(BlipBase):
+    """Image captioning (``BlipForConditionalGeneration``): ViT + image-grounded decoder."""
+
+    checkpoint_class = "BlipForConditionalGeneration"
+
+    def __init__(self, config: BlipConfig):
+        super().__init__(config)
+        self.text_decoder = TextLMModel(config.text)
+
+    def decoder_logits(
+        self,
+        image_embeds: torch.Tensor,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        output_attentions: bool = False,
+    ) -> tuple[torch.Tensor, TextOutput]:
+        """Teacher-forced next-token logits (B, T, vocab) for caption ids starting with [DEC].
+
+        Args:
+            image_embeds: (B or 1, N, D) from :meth:`encode_image`; a single image serves every row.
+            input_ids: (B, T) caption tokens, the first being [DEC] (30522).
+            attention_mask: (B, T) padding mask, or None.
+            output_attentions: also return per-layer self- and cross-attention maps.
+        """
+        return self.text_decoder(
+            input_ids, image_embeds, attention_mask=attention_mask, output_attentions=output_attentions
+        )
+
+
+class QuestionAnsweringModel(BlipBase):
+    """Visual question answering (``BlipForQuestionAnswering``).
+
+    The question is encoded *with* the image (cross-attention), and the answer decoder then attends
+    to the encoded question, not to the image directly.
+    """
+
+    checkpoint_class = "BlipForQuestionAnswering"
+
+    def __init__(self, config: BlipConfig):
+        super().__init__(config)
+        self.text_encoder = TextModel(config.text)
+        self.text_decoder = TextLMModel(config.text)
+
+    def encode_question(
+        self,
+        image_embeds: torch.Tensor,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        output_attentions: bool = False,
+    ) -> TextOutput:
+        """Question ids (B, T) -> image-grounded question states (B, T, 768)."""
+        return self.text_encoder(
+            input_ids,
+            attention_mask=attention_mask,
+            encoder_states=image_embeds,
+            output_attentions=output_attentions,
+        )
+
+    def answer_logits(
+        self,
+        question_states: torch.Tensor,
+        answer_ids: torch.Tensor,
+        question_mask: torch.Tensor | None = None,
+        answer_mask: torch.Tensor | None = None,
+        output_attentions: bool = False,
+    ) -> tuple[torch.Tensor, TextOutput]:
+        """Teacher-forced next-token logits (B, T, vocab) of answers starting with [DEC].
+
+        Args:
+            question_states: (B or 1, Tq, 768) from :meth:`encode_question`.
+            answer_ids: (B, T) answer tokens.
+            question_mask: (B, Tq) mask over the question states, or None to attend to every
+                position. transformers 5.24 never applies a cross-attention mask (padding included),
+                so None is what matches it; the original BLIP code masks question padding.
+            answer_mask: (B, T) padding mask of the answers.
+        """
+        return self.text_decoder(
+            answer_ids,
+            question_states,
+            attention_mask=answer_mask,
+            encoder_mask=question_mask,
+            output_attentions=output_attentions,
+        )
+
+
+class RetrievalModel(BlipBase):
+    """Image-text retrieval (``BlipForImageTextRetrieval``): matching (ITM) and contrast (ITC)."""
+
+    checkpoint_class = "BlipForImageTextRetrieval"
+
+    def __init__(self, config: BlipConfig):
+        super().__init__(config)
+        self.text_encoder = TextModel(config.text)
+        width = config.image_text_hidden_size
+        self.vision_proj = nn.Linear(config.vision.hidden_size, width)
+        self.text_proj = nn.Linear(config.text.hidden_size, width)
+        self.itm_head = nn.Linear(config.text.hidden_size, 2)
+
+    def itm_logits(
+        self,
+        image_embeds: torch.Tensor,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        output_attentions: bool = False,
+    ) -> tuple[torch.Tensor, TextOutput]:
+        """Image-text matching logits (B, 2): [no match, match], read from the first token.
+
+        Args:
+            image_embeds: (B or 1, N, D); one image is shared by all B texts without copying.
+            input_ids: (B, T) text tokens; the first is [CLS] (transformers) or [ENC] (BLIP's training).
+            attention_mask: (B, T) padding mask.
+            output_attentions: also return the cross-attention maps (for heatmaps).
+        """
+        out = self.text_encoder(
+            input_ids,
+            attention_mask=attention_mask,
+            encoder_states=image_embeds,
+            output_attentions=output_attentions,
+        )
+        return self.itm_head(out.hidden_states[:, 0]), out
+
+    def image_features(self, image_embeds: torch.Tensor) -> torch.Tensor:
+        """Unit-length ITC image features (B, 256) from the class token."""
+        return F.normalize(self.vision_proj(image_embeds[:, 0]), dim=-1)
+
+    def text_features(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Unit-length ITC text features (B, 256): the text encoder runs *without* the image."""
+        out = self.text_encoder(input_ids, attention_mask=attention_mask)
+        return F.normalize(self.text_proj(out.hidden_states[:, 0]), dim=-1)
+
+    def itc_similarity(
+        self,
+        image_embeds: torch.Tensor,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Cosine similarities (num_images, num_texts) between every image and every text."""
+        return self.image_features(image_embeds) @ self.text_features(input_ids, attention_mask).T
+
+
+TASK_MODELS: dict[str, type[BlipBase]] = {
+    cls.checkpoint_class: cls for cls in (CaptionModel, QuestionAnsweringModel, RetrievalModel)
+}
