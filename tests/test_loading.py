@@ -69,7 +69,11 @@ def test_config_ignores_legacy_keys_and_stale_encoder_width():
 
 @pytest.mark.parametrize(
     ("section", "field"),
-    [("text_config", "num_attention_heads"), ("vision_config", "hidden_size"), ("text_config", "hidden_size")],
+    [
+        ("text_config", "num_attention_heads"),
+        ("vision_config", "hidden_size"),
+        ("text_config", "hidden_size"),
+    ],
 )
 def test_config_missing_required_field_is_named(checkpoints, section, field):
     raw = json.loads((checkpoints.get("caption") / "config.json").read_text())
@@ -118,7 +122,9 @@ def test_wrong_shape_is_named_with_both_shapes(checkpoints, tmp_path):
     directory = _copy(checkpoints.get("vqa"), tmp_path / "ckpt")
     key = "text_encoder.encoder.layer.1.crossattention.self.key.weight"
     _tamper(directory, lambda s: s.__setitem__(key, torch.zeros(32, 16)))
-    with pytest.raises(CheckpointError, match=rf"shape mismatches: {key} \(file \(32, 16\), model \(32, 32\)\)"):
+    with pytest.raises(
+        CheckpointError, match=rf"shape mismatches: {key} \(file \(32, 16\), model \(32, 32\)\)"
+    ):
         load_checkpoint(directory)
 
 
@@ -141,7 +147,7 @@ def test_pytorch_bin_with_code_is_refused(checkpoints, tmp_path):
             return (os.system, (f"touch {marker}",))
 
     torch.save({"payload": Evil()}, directory / "pytorch_model.bin")
-    with pytest.raises(Exception, match="(?i)weights.only|unsupported|global"):
+    with pytest.raises(Exception, match=r"(?i)weights.only|unsupported|global"):
         load_checkpoint(directory)
     assert not marker.exists()
 
@@ -155,7 +161,7 @@ def test_safetensors_preferred_over_bin(checkpoints, tmp_path):
 def test_no_weights_is_a_clear_error(checkpoints, tmp_path):
     directory = _copy(checkpoints.get("caption"), tmp_path / "ckpt")
     (directory / "model.safetensors").unlink()
-    with pytest.raises(CheckpointError, match="no model.safetensors or pytorch_model.bin"):
+    with pytest.raises(CheckpointError, match=r"no model\.safetensors or pytorch_model\.bin"):
         load_checkpoint(directory)
 
 
