@@ -1,0 +1,130 @@
+"""Captions and answers as text: prompts in, decoded strings out, on top of :mod:`blip.decoding`.
+
+These functions take the image tokens from ``encode_image`` so that a caller (the engine) can encode an
+image once and ask many things about it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .decoding import DecodingOptions, GeneratedSequence, generate
+from .models import CaptionModel, QuestionAnsweringModel
+from .tokenizer import CLS_ID, DEC_ID, ENC_ID, PAD_ID, BlipTokenizer
+
+MAX_TEXT_TOKENS = 64  # questions and answers are short; longer input is truncated (the caller is told)
+
+
+@dataclass
+class GeneratedText:
+    """A decoded caption or answer with its token-level detail."""
+
+    text: str  # the full text: for a prompted caption, the prompt and its continuation
+    tokens: list[str]  # the generated wordpieces, for display
+    sequence: GeneratedSequence  # ids, log-probabilities, alternatives, attention maps
+
+
+@dataclass
+class RankedAnswer:
+    answer: str
+    log_likelihood: float  # sum of log p over the answer's tokens and its final [SEP]
+    probability: float  # softmax of the log-likelihoods over the candidates
+
+
+def caption_prompt_ids(tokenizer: BlipTokenizer, prompt: str = "") -> list[int]:
+    """[DEC] followed by the prompt's wordpieces (the reference drops [CLS] and the final [SEP])."""
+    if not prompt.strip():
+        return [DEC_ID]
+    return [DEC_ID, *tokenizer.encode(prompt, max_length=MAX_TEXT_TOKENS)[1:-1]]
+
+
+def _texts(
+    tokenizer: BlipTokenizer, prefix: list[int], sequences: list[GeneratedSequence]
+) -> list[GeneratedText]:
+    return [
+        GeneratedText(
+            text=tokenizer.decode(prefix + seq.token_ids),
+            tokens=tokenizer.convert_ids_to_tokens(seq.token_ids),
+            sequence=seq,
+        )
+        for seq in sequences
+    ]
+
+
+def caption(
+    model: CaptionModel,
+    tokenizer: BlipTokenizer,
+    image_embeds: torch.Tensor,
+    prompt: str = "",
+    options: DecodingOptions | None = None,
+) -> list[GeneratedText]:
+    """Caption one image given its tokens (1, N, D); the text continues ``prompt`` when one is given."""
+    prompt_ids = caption_prompt_ids(tokenizer, prompt)
+    sequences = generate(model.text_decoder, image_embeds, prompt_ids, options or DecodingOptions())
+    return _texts(tokenizer, prompt_ids[1:], sequences)
+
+
+def question_ids(tokenizer: BlipTokenizer, question: str, first_token: int = CLS_ID) -> torch.Tensor:
+    """(1, T) question ids; ``first_token`` ENC_ID gives BLIP's own convention, CLS_ID transformers'."""
+    if first_token not in (CLS_ID, ENC_ID):
+        raise ValueError("first_token must be [CLS] (101) or [ENC] (30523)")
+    ids = tokenizer.encode(question, max_length=MAX_TEXT_TOKENS)
+    ids[0] = first_token
+    return torch.tensor([ids])
+
+
+def encode_question(
+    model: QuestionAnsweringModel,
+    tokenizer: BlipTokenizer,
+    image_embeds: torch.Tensor,
+    question: str,
+    first_token: int = CLS_ID,
+) -> torch.Tensor:
+    """Question states (1, T, 768), grounded in the image."""
+    ids = question_ids(tokenizer, question, first_token).to(image_embeds.device)
+    with torch.inference_mode():
+        return model.encode_question(image_embeds, ids).hidden_states
+
+
+def answer(
+    model: QuestionAnsweringModel,
+    tokenizer: BlipTokenizer,
+    question_states: torch.Tensor,
+    options: DecodingOptions | None = None,
+) -> list[GeneratedText]:
+    """Generate answers from question states (see :func:`encode_question`)."""
+    sequences = generate(model.text_decoder, question_states, [DEC_ID], options or DecodingOptions())
+    return _texts(tokenizer, [], sequences)
+
+
+def rank_answers(
+    model: QuestionAnsweringModel,
+    tokenizer: BlipTokenizer,
+    question_states: torch.Tensor,
+    candidates: list[str],
+) -> list[RankedAnswer]:
+    """Score each candidate answer by its log-likelihood under the answer decoder, best first.
+
+    This is BLIP's "rank" inference for VQA: instead of generating freely, the decoder is asked how
+    likely it finds each given answer; the probabilities are a softmax over the candidates only.
+    """
+    if not candidates:
+        raise ValueError("rank_answers needs at least one candidate answer")
+    ids, mask = tokenizer.encode_batch(candidates, max_length=MAX_TEXT_TOKENS)
+    ids[:, 0] = DEC_ID
+    ids, mask = ids.to(question_states.device), mask.to(question_states.device)
+    with torch.inference_mode():
+        logits, _ = model.answer_logits(question_states, ids, answer_mask=mask)
+    # Position t predicts token t + 1: score every real token after [DEC], [SEP] included.
+    logprobs = logits[:, :-1].float().log_softmax(dim=-1)
+    targets = ids[:, 1:]
+    token_logprobs = logprobs.gather(-1, targets[..., None]).squeeze(-1)
+    totals = (token_logprobs * (targets != PAD_ID)).sum(dim=1)
+    probabilities = totals.softmax(dim=0)
+    ranked = [
+        RankedAnswer(text, float(total), float(prob))
+        for text, total, prob in zip(candidates, totals, probabilities, strict=True)
+    ]
+    return sorted(ranked, key=lambda r: r.log_likelihood, reverse=True)
