@@ -39,6 +39,15 @@ class CheckpointFactory:
             )
         return self._built[key]
 
+    def decoding(self, task: str, seed: int = 0) -> Path:
+        """A tiny checkpoint whose LM head favours a few words and [SEP] (see ``DECODING_BIAS``)."""
+        key = (task, "decoding", seed)
+        if key not in self._built:
+            path = self.root / f"{task}-decoding-{seed}"
+            bias = oracle_checkpoints.DECODING_BIAS
+            self._built[key] = oracle_checkpoints.build_tied(path, task, "tiny", seed, lm_bias=bias)
+        return self._built[key]
+
 
 @pytest.fixture(scope="session")
 def checkpoints(tmp_path_factory) -> CheckpointFactory:

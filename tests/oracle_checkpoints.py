@@ -93,14 +93,32 @@ def _save_processor(directory: Path, image_size: int) -> None:
     shutil.copy(VOCAB, directory / "vocab.txt")
 
 
-def build_tied(directory: Path, task: str, size: str, seed: int = 0) -> Path:
-    """Save a random-weight oracle model in the transformers 5.x layout; return the directory."""
+# For decoding tests: an LM-head bias that makes random models behave a little like language models.
+# A few favoured words make repetition common (so repetition penalties and n-gram bans matter), and a
+# boosted [SEP] makes texts end at varied lengths (so beam search's finishing rules are exercised).
+FAVOURED_TOKENS = tuple(range(2000, 2012))
+DECODING_BIAS = {**{t: 3.0 for t in FAVOURED_TOKENS}, 102: 3.4}
+
+
+def build_tied(
+    directory: Path, task: str, size: str, seed: int = 0, lm_bias: dict[int, float] | None = None
+) -> Path:
+    """Save a random-weight oracle model in the transformers 5.x layout; return the directory.
+
+    Args:
+        lm_bias: extra LM-head bias per token id (tasks with a decoder), see ``DECODING_BIAS``.
+    """
     import transformers
 
     config = oracle_config(task, size)
     torch.manual_seed(seed)
     model = getattr(transformers, TASK_CLASSES[task])(config).eval()
     _randomise(model, seed, std=0.02 if size == "base" else 0.15)
+    if lm_bias:
+        with torch.no_grad():
+            bias = model.text_decoder.cls.predictions.bias
+            for token, value in lm_bias.items():
+                bias[token] += value
     directory.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(directory)
     _save_processor(directory, config.vision_config.image_size)

@@ -38,6 +38,8 @@ def test_importing_blip_loads_neither_transformers_nor_network_code():
         "import sys, blip; "
         "print(sorted(m for m in ('transformers', 'huggingface_hub', 'gradio', 'matplotlib') if m in sys.modules))"
     )
-    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
