@@ -1,0 +1,477 @@
+"""The engine: one object between the BLIP core and every way of using it (app, command line, API).
+
+It loads each model once (lazily, thread-safely, keeping at most a few in memory), remembers the image
+tokens it has computed (so the same picture in several tabs or questions is encoded once), runs the four
+tasks and returns plain results with timings and, on request, heatmaps.
+
+Nothing here is per user: every request builds its own decoding state, so concurrent requests never
+see each other's data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections import Counter, OrderedDict
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from . import explain, tasks
+from .decoding import DecodingOptions
+from .hub import MODELS, UnknownModelError
+from .loading import LoadedModel, load
+from .models import CaptionModel, QuestionAnsweringModel, RetrievalModel
+from .results import (
+    AnswerResult,
+    CaptionResult,
+    ClassifyResult,
+    GeneratedItem,
+    LabelScore,
+    MatchResult,
+    MatchRow,
+    RankedAnswerItem,
+    TokenInfo,
+)
+from .tokenizer import CLS_ID, ENC_ID
+
+FIRST_TOKENS = {"[ENC]": ENC_ID, "[CLS]": CLS_ID}  # [ENC]: as BLIP was trained; [CLS]: as transformers does
+SCORINGS = ("itc", "itm", "itc+itm")
+SPECIAL_PIECES = frozenset({"[CLS]", "[SEP]", "[PAD]", "[DEC]", "[ENC]"})
+MAX_LABELS = 100
+MAX_TEXTS = 32
+
+
+class Stopwatch:
+    """Seconds spent in each named stage of a request, plus the total."""
+
+    def __init__(self) -> None:
+        self._start = self._last = time.perf_counter()
+        self.timings: dict[str, float] = {}
+
+    def mark(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.timings[stage] = now - self._last
+        self.timings["total"] = now - self._start
+        self._last = now
+
+
+def default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def image_key(image: Image.Image) -> str:
+    """A digest of the picture's content (pixels, mode, size and EXIF orientation)."""
+    digest = hashlib.blake2b(image.tobytes(), digest_size=16)
+    orientation = image.getexif().get(0x0112, 1)
+    digest.update(f"{image.mode}|{image.size}|{orientation}".encode())
+    return digest.hexdigest()
+
+
+class Engine:
+    """Loads models on first use and runs caption / answer / match / classify.
+
+    Args:
+        device: "cpu", "cuda", ...; default CUDA when present, else CPU.
+        dtype: parameter dtype; default float32 (bit-compatible with the reference).
+        max_models: models kept in memory; the least recently used is dropped beyond that.
+        image_cache_size: image encodings kept (per model and picture).
+        local_models: extra model names mapped to checkpoint directories (given at launch; users can
+            only pick names, never paths).
+        loader: how a model is loaded (tests count calls through it).
+    """
+
+    def __init__(
+        self,
+        device: str | None = None,
+        dtype: torch.dtype = torch.float32,
+        max_models: int = 3,
+        image_cache_size: int = 32,
+        local_models: dict[str, str | Path] | None = None,
+        loader: Callable[..., LoadedModel] = load,
+    ):
+        if max_models < 1 or image_cache_size < 0:
+            raise ValueError("max_models must be >= 1 and image_cache_size >= 0")
+        self.device = device or default_device()
+        self.dtype = dtype
+        self.max_models = max_models
+        self.image_cache_size = image_cache_size
+        self.local_models = {name: Path(path) for name, path in (local_models or {}).items()}
+        self._loader = loader
+        self._lock = threading.Lock()  # guards the two caches and the counters
+        self._models: OrderedDict[str, LoadedModel] = OrderedDict()
+        self._load_locks: dict[str, threading.Lock] = {}
+        self._images: OrderedDict[tuple[str, str], torch.Tensor] = OrderedDict()
+        self.load_counts: Counter[str] = Counter()
+        self.vision_runs = 0
+
+    # --- models and images -------------------------------------------------------------------------
+
+    def model_names(self) -> list[str]:
+        return [*self.local_models, *MODELS]
+
+    def loaded_models(self) -> list[str]:
+        with self._lock:
+            return list(self._models)
+
+    def model(self, name: str) -> LoadedModel:
+        """The loaded model for ``name``, loading it on first use (once, even under concurrency)."""
+        if name not in self.local_models and name not in MODELS:
+            raise UnknownModelError(name)
+        with self._lock:
+            if name in self._models:
+                self._models.move_to_end(name)
+                return self._models[name]
+            lock = self._load_locks.setdefault(name, threading.Lock())
+        with lock:  # one loader per name; others wait here and then find it loaded
+            with self._lock:
+                if name in self._models:
+                    self._models.move_to_end(name)
+                    return self._models[name]
+            loaded = self._loader(self.local_models.get(name, name), device=self.device, dtype=self.dtype)
+            loaded.name = name
+            with self._lock:
+                self._models[name] = loaded
+                self.load_counts[name] += 1
+                while len(self._models) > self.max_models:
+                    self._models.popitem(last=False)
+            return loaded
+
+    def _typed(self, name: str, kind: type, task: str) -> LoadedModel:
+        loaded = self.model(name)
+        if not isinstance(loaded.model, kind):
+            raise ValueError(
+                f"model {name!r} is a {type(loaded.model).__name__}; {task} needs a {kind.__name__}"
+            )
+        return loaded
+
+    def image_embeds(self, loaded: LoadedModel, image: Image.Image) -> tuple[torch.Tensor, bool]:
+        """Image tokens (1, N, D) for ``image`` under ``loaded``'s ViT; True if they came from the cache."""
+        key = (loaded.name, image_key(image))
+        with self._lock:
+            if key in self._images:
+                self._images.move_to_end(key)
+                return self._images[key], True
+        with torch.inference_mode():
+            embeds = loaded.model.encode_image(loaded.pixels(image))
+        with self._lock:
+            self.vision_runs += 1
+            if self.image_cache_size:
+                self._images[key] = embeds
+                while len(self._images) > self.image_cache_size:
+                    self._images.popitem(last=False)
+        return embeds, False
+
+    # --- helpers ---------------------------------------------------------------------------------------
+
+    def _grid(self, loaded: LoadedModel) -> tuple[int, int]:
+        side = loaded.image_size // loaded.model.config.vision.patch_size
+        return side, side
+
+    def _items(
+        self, loaded: LoadedModel, texts: list[tasks.GeneratedText], heatmaps: list[explain.Heatmaps | None]
+    ) -> list[GeneratedItem]:
+        tok = loaded.tokenizer
+        items = []
+        for text, maps in zip(texts, heatmaps, strict=True):
+            seq = text.sequence
+            tokens = [
+                TokenInfo(
+                    token=piece,
+                    token_id=token_id,
+                    probability=float(torch.tensor(logprob).exp()),
+                    alternatives=[(tok.id_to_token(i), p) for i, p in alternatives],
+                )
+                for piece, token_id, logprob, alternatives in zip(
+                    text.tokens, seq.token_ids, seq.token_logprobs, seq.alternatives, strict=True
+                )
+            ]
+            items.append(GeneratedItem(text.text, seq.score, tokens, seq.finished, maps))
+        return items
+
+    @staticmethod
+    def _first_token(first_token: str) -> int:
+        if first_token not in FIRST_TOKENS:
+            raise ValueError(f"first_token must be one of {', '.join(FIRST_TOKENS)}")
+        return FIRST_TOKENS[first_token]
+
+    def _encode_texts(self, loaded: LoadedModel, texts: list[str], first_token: str):
+        ids, mask = loaded.tokenizer.encode_batch(texts, max_length=tasks.MAX_TEXT_TOKENS)
+        ids[:, 0] = self._first_token(first_token)
+        notices = [
+            f"text {i + 1} was cut to {tasks.MAX_TEXT_TOKENS} tokens"
+            for i, text in enumerate(texts)
+            if len(loaded.tokenizer.encode(text)) > tasks.MAX_TEXT_TOKENS
+        ]
+        return ids.to(loaded.device), mask.to(loaded.device), notices
+
+    def _text_heatmaps(self, loaded, ids, maps, cams, row: int) -> explain.Heatmaps:
+        pieces = loaded.tokenizer.convert_ids_to_tokens(ids[row].tolist())
+        grid = self._grid(loaded)
+        return explain.Heatmaps(
+            words=explain.merge_wordpieces(pieces, SPECIAL_PIECES),
+            grid=grid,
+            attention=explain.to_patch_maps([m[row].transpose(0, 1) for m in maps], grid),
+            gradcam=explain.to_patch_maps([c[row].transpose(0, 1) for c in cams], grid),
+        )
+
+    # --- tasks -------------------------------------------------------------------------------------------
+
+    def caption(
+        self,
+        image: Image.Image,
+        model: str = "caption-base",
+        prompt: str = "",
+        options: DecodingOptions | None = None,
+        explain_tokens: bool = False,
+    ) -> CaptionResult:
+        """Caption ``image``; with ``explain_tokens``, attention and Grad-CAM maps for every word."""
+        options = options or DecodingOptions()
+        clock = Stopwatch()
+        loaded = self._typed(model, CaptionModel, "captioning")
+        clock.mark("load")
+        embeds, cached = self.image_embeds(loaded, image)
+        clock.mark("vision")
+        if explain_tokens and not options.output_attentions:
+            options = DecodingOptions(**{**asdict(options), "output_attentions": True})
+        texts = tasks.caption(loaded.model, loaded.tokenizer, embeds, prompt, options)
+        clock.mark("decode")
+        prefix = tasks.caption_prompt_ids(loaded.tokenizer, prompt)
+        maps = [
+            self._generated_heatmaps(loaded, embeds, prefix, t) if explain_tokens else None for t in texts
+        ]
+        clock.mark("explain")
+        return CaptionResult(
+            model=model,
+            timings=clock.timings,
+            image_cached=cached,
+            prompt=prompt,
+            captions=self._items(loaded, texts, maps),
+            decoding=asdict(options),
+        )
+
+    def _generated_heatmaps(
+        self, loaded, embeds, prefix: list[int], text: tasks.GeneratedText
+    ) -> explain.Heatmaps:
+        seq = text.sequence
+        grid = self._grid(loaded)
+        ids = torch.tensor([prefix + seq.token_ids], device=embeds.device)
+        cams = explain.decoder_gradcam(loaded.model.text_decoder, embeds, ids, len(prefix))
+        return explain.Heatmaps(
+            words=explain.merge_wordpieces(text.tokens, SPECIAL_PIECES),
+            grid=grid,
+            attention=explain.to_patch_maps(seq.cross_attentions, grid),
+            gradcam=explain.to_patch_maps(cams, grid),
+        )
+
+    def answer(
+        self,
+        image: Image.Image,
+        question: str,
+        model: str = "vqa-base",
+        options: DecodingOptions | None = None,
+        candidates: list[str] | None = None,
+        first_token: str = "[ENC]",
+        explain_tokens: bool = False,
+    ) -> AnswerResult:
+        """Answer ``question``: generate (default) or rank the given ``candidates``."""
+        if not question.strip():
+            raise ValueError("the question is empty")
+        options = options or DecodingOptions()
+        clock = Stopwatch()
+        loaded = self._typed(model, QuestionAnsweringModel, "question answering")
+        clock.mark("load")
+        embeds, cached = self.image_embeds(loaded, image)
+        clock.mark("vision")
+        token = self._first_token(first_token)
+        notices = []
+        if len(loaded.tokenizer.encode(question)) > tasks.MAX_TEXT_TOKENS:
+            notices.append(f"the question was cut to {tasks.MAX_TEXT_TOKENS} tokens")
+        states = tasks.encode_question(loaded.model, loaded.tokenizer, embeds, question, token)
+        result = AnswerResult(
+            model=model, question=question, first_token=first_token, image_cached=cached, notices=notices
+        )
+        if candidates is not None:
+            candidates = [c.strip() for c in candidates if c.strip()]
+            if not candidates:
+                raise ValueError("give at least one candidate answer")
+            ranked = tasks.rank_answers(
+                loaded.model, loaded.tokenizer, states, list(dict.fromkeys(candidates))
+            )
+            result.ranked = [RankedAnswerItem(r.answer, r.probability, r.log_likelihood) for r in ranked]
+            best_ids = loaded.tokenizer.encode(ranked[0].answer, max_length=tasks.MAX_TEXT_TOKENS)[1:]
+        else:
+            texts = tasks.answer(loaded.model, loaded.tokenizer, states, options)
+            result.decoding = asdict(options)
+            result.answers = self._items(loaded, texts, [None] * len(texts))
+            best_ids = texts[0].sequence.token_ids
+        clock.mark("text")
+        if explain_tokens and best_ids:
+            q_ids = tasks.question_ids(loaded.tokenizer, question, token).to(embeds.device)
+            q_maps, answer_maps = self._answer_heatmaps(loaded, embeds, q_ids, best_ids)
+            result.question_heatmaps = q_maps
+            if result.answers:
+                result.answers[0].heatmaps = answer_maps
+        clock.mark("explain")
+        result.timings = clock.timings
+        return result
+
+    def _answer_heatmaps(self, loaded, embeds, q_ids, answer_ids: list[int]):
+        """Question words: their attention to the image and Grad-CAM of the answer's likelihood.
+        Answer words: Grad-CAM through the question, and attention routed via the question tokens."""
+        grid = self._grid(loaded)
+        a_ids = torch.tensor([[tasks.DEC_ID, *answer_ids]], device=embeds.device)
+        q_att, q_cam, a_att, a_cam = explain.answer_explanation(loaded.model, embeds, q_ids, a_ids)
+        q_pieces = loaded.tokenizer.convert_ids_to_tokens(q_ids[0].tolist())
+        a_pieces = loaded.tokenizer.convert_ids_to_tokens(answer_ids)
+        question_maps = explain.Heatmaps(
+            words=explain.merge_wordpieces(q_pieces, SPECIAL_PIECES),
+            grid=grid,
+            attention=explain.to_patch_maps(q_att, grid),
+            gradcam=explain.to_patch_maps(q_cam, grid),
+        )
+        answer_maps = explain.Heatmaps(
+            words=explain.merge_wordpieces(a_pieces, SPECIAL_PIECES),
+            grid=grid,
+            attention=explain.to_patch_maps(a_att, grid),
+            gradcam=explain.to_patch_maps(a_cam, grid),
+        )
+        return question_maps, answer_maps
+
+    def match(
+        self,
+        image: Image.Image,
+        texts: list[str],
+        model: str = "itm-base-coco",
+        first_token: str = "[ENC]",
+        explain_words: bool = True,
+    ) -> MatchResult:
+        """ITM match probability and ITC cosine of ``image`` with each text (one text per row)."""
+        texts = [t.strip() for t in texts if t.strip()]
+        if not texts:
+            raise ValueError("give at least one text to match")
+        if len(texts) > MAX_TEXTS:
+            raise ValueError(f"at most {MAX_TEXTS} texts at once (got {len(texts)})")
+        clock = Stopwatch()
+        loaded = self._typed(model, RetrievalModel, "matching")
+        clock.mark("load")
+        embeds, cached = self.image_embeds(loaded, image)
+        clock.mark("vision")
+        ids, mask, notices = self._encode_texts(loaded, texts, first_token)
+        m = loaded.model
+        if explain_words:
+            logits, maps, cams = explain.itm_explanation(m, embeds, ids, mask)
+        else:
+            with torch.inference_mode():
+                logits, _ = m.itm_logits(embeds, ids, mask)
+        with torch.inference_mode():
+            # ITC encodes the text on its own: [CLS] first, as in training (no image, so no [ENC]).
+            itc_ids = ids.clone()
+            itc_ids[:, 0] = CLS_ID
+            cosines = m.itc_similarity(embeds, itc_ids, mask)[0]
+        probabilities = logits.float().softmax(dim=-1)[:, 1]
+        rows = [
+            MatchRow(
+                text=text,
+                itm_probability=float(probabilities[i]),
+                itc_cosine=float(cosines[i]),
+                heatmaps=self._text_heatmaps(loaded, ids, maps, cams, i) if explain_words else None,
+            )
+            for i, text in enumerate(texts)
+        ]
+        clock.mark("text")
+        return MatchResult(
+            model=model,
+            timings=clock.timings,
+            image_cached=cached,
+            notices=notices,
+            first_token=first_token,
+            rows=rows,
+        )
+
+    def classify(
+        self,
+        image: Image.Image,
+        labels: list[str],
+        model: str = "itm-base-coco",
+        template: str = "a picture of {}",
+        scoring: str = "itc",
+        temperature: float = 0.07,
+        shortlist: int = 5,
+        first_token: str = "[ENC]",
+        explain_labels: bool = False,
+    ) -> ClassifyResult:
+        """Zero-shot classification: which of ``labels`` (put into ``template``) fits the image?
+
+        Scoring: "itc" (softmax of cosines / temperature), "itm" (softmax over labels of the match
+        logit), or "itc+itm" (ITC keeps the ``shortlist`` best labels; ITM re-ranks them; the rest get 0).
+        """
+        labels = list(dict.fromkeys(label.strip() for label in labels if label.strip()))
+        if not labels:
+            raise ValueError("give at least one label")
+        notices = []
+        if len(labels) > MAX_LABELS:
+            notices.append(f"only the first {MAX_LABELS} of {len(labels)} labels were used")
+            labels = labels[:MAX_LABELS]
+        if scoring not in SCORINGS:
+            raise ValueError(f"scoring must be one of {', '.join(SCORINGS)}")
+        if "{}" not in template:
+            raise ValueError("the template needs a {} where the label goes")
+        if not 0.001 <= temperature <= 10.0:
+            raise ValueError("temperature must be between 0.001 and 10")
+        if not 1 <= shortlist <= MAX_LABELS:
+            raise ValueError(f"shortlist must be between 1 and {MAX_LABELS}")
+        clock = Stopwatch()
+        loaded = self._typed(model, RetrievalModel, "zero-shot classification")
+        clock.mark("load")
+        embeds, cached = self.image_embeds(loaded, image)
+        clock.mark("vision")
+        prompts = [template.replace("{}", label) for label in labels]
+        ids, mask, cut = self._encode_texts(loaded, prompts, first_token)
+        notices += cut
+        m, n = loaded.model, len(labels)
+        cosines = itm = None
+        with torch.inference_mode():
+            if scoring in ("itc", "itc+itm"):
+                itc_ids = ids.clone()
+                itc_ids[:, 0] = CLS_ID
+                cosines = m.itc_similarity(embeds, itc_ids, mask)[0].float()
+        probs = torch.zeros(n)
+        if scoring == "itc":
+            probs = (cosines / temperature).softmax(dim=0).cpu()
+        else:
+            chosen = torch.arange(n) if scoring == "itm" else cosines.topk(min(shortlist, n)).indices.cpu()
+            with torch.inference_mode():
+                logits, _ = m.itm_logits(embeds, ids[chosen], mask[chosen])
+            itm = torch.full((n,), float("nan"))
+            itm[chosen] = logits[:, 1].float().cpu()
+            probs[chosen] = logits[:, 1].float().softmax(dim=0).cpu()
+        heat = [None] * n
+        if explain_labels:
+            _, maps, cams = explain.itm_explanation(m, embeds, ids, mask)
+            heat = [self._text_heatmaps(loaded, ids, maps, cams, i) for i in range(n)]
+        scores = [
+            LabelScore(
+                label=labels[i],
+                probability=float(probs[i]),
+                itc_cosine=float(cosines[i]) if cosines is not None else None,
+                itm_logit=float(itm[i]) if itm is not None and not torch.isnan(itm[i]) else None,
+                heatmaps=heat[i],
+            )
+            for i in range(n)
+        ]
+        clock.mark("text")
+        return ClassifyResult(
+            model=model,
+            timings=clock.timings,
+            image_cached=cached,
+            notices=notices,
+            scoring=scoring,
+            template=template,
+            temperature=temperature,
+            labels=sorted(scores, key=lambda s: s.probability, reverse=True),
+        )

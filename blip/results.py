@@ -1,0 +1,113 @@
+"""What the engine hands back: plain dataclasses of text, numbers and numpy heatmaps (no tensors), so
+the app, the command line and the API can use them without knowing PyTorch."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from .explain import Heatmaps
+
+
+@dataclass
+class TokenInfo:
+    """One generated wordpiece, how sure the model was, and what else it considered."""
+
+    token: str
+    token_id: int
+    probability: float  # under the model, before penalties and sampling filters
+    alternatives: list[tuple[str, float]]  # the model's best candidates at this step, best first
+
+
+@dataclass
+class GeneratedItem:
+    """A caption or an answer."""
+
+    text: str
+    score: float  # the strategy's ranking score (beam score, or summed log-probability)
+    tokens: list[TokenInfo]
+    finished: bool  # ended with [SEP] rather than at the token limit
+    heatmaps: Heatmaps | None = None  # one entry per generated word
+
+    @property
+    def logprobs(self) -> list[float]:
+        import math
+
+        return [math.log(max(t.probability, 1e-45)) for t in self.tokens]
+
+
+@dataclass
+class RankedAnswerItem:
+    answer: str
+    probability: float  # softmax over the given candidates
+    log_likelihood: float
+
+
+@dataclass
+class Result:
+    """Fields every task result has."""
+
+    model: str  # the model name that ran
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per stage, and "total"
+    image_cached: bool = False  # the image tokens came from the cache (no vision pass)
+    notices: list[str] = field(default_factory=list)  # e.g. "the question was truncated to 64 tokens"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly view: heatmap arrays are left out (they are large and binary)."""
+
+        def strip(value: Any) -> Any:
+            if isinstance(value, dict):
+                return {k: strip(v) for k, v in value.items() if k != "heatmaps"}
+            if isinstance(value, list | tuple):
+                return [strip(v) for v in value]
+            return value
+
+        return strip(asdict(self))
+
+
+@dataclass
+class CaptionResult(Result):
+    prompt: str = ""
+    captions: list[GeneratedItem] = field(default_factory=list)
+    decoding: dict[str, Any] = field(default_factory=dict)  # the options that actually ran
+
+
+@dataclass
+class AnswerResult(Result):
+    question: str = ""
+    first_token: str = "[ENC]"  # how the question was encoded
+    answers: list[GeneratedItem] = field(default_factory=list)  # generate mode
+    ranked: list[RankedAnswerItem] = field(default_factory=list)  # rank mode
+    decoding: dict[str, Any] = field(default_factory=dict)
+    question_heatmaps: Heatmaps | None = None  # where each question word looked
+
+
+@dataclass
+class MatchRow:
+    text: str
+    itm_probability: float  # P(match) from the image-grounded matching head
+    itc_cosine: float  # cosine of the separately embedded image and text
+    heatmaps: Heatmaps | None = None  # per word: attention and ITM Grad-CAM
+
+
+@dataclass
+class MatchResult(Result):
+    first_token: str = "[ENC]"
+    rows: list[MatchRow] = field(default_factory=list)
+
+
+@dataclass
+class LabelScore:
+    label: str
+    probability: float
+    itc_cosine: float | None = None
+    itm_logit: float | None = None
+    heatmaps: Heatmaps | None = None
+
+
+@dataclass
+class ClassifyResult(Result):
+    scoring: str = "itc"
+    template: str = "a picture of {}"
+    temperature: float = 0.07
+    labels: list[LabelScore] = field(default_factory=list)  # best first; probabilities sum to 1
