@@ -11,6 +11,7 @@ see each other's data.
 from __future__ import annotations
 
 import hashlib
+import math
 import threading
 import time
 from collections import Counter, OrderedDict
@@ -183,7 +184,8 @@ class Engine:
                 TokenInfo(
                     token=piece,
                     token_id=token_id,
-                    probability=float(torch.tensor(logprob).exp()),
+                    probability=math.exp(logprob),
+                    logprob=logprob,
                     alternatives=[(tok.id_to_token(i), p) for i, p in alternatives],
                 )
                 for piece, token_id, logprob, alternatives in zip(
@@ -314,8 +316,8 @@ class Engine:
             q_ids = tasks.question_ids(loaded.tokenizer, question, token).to(embeds.device)
             q_maps, answer_maps = self._answer_heatmaps(loaded, embeds, q_ids, best_ids)
             result.question_heatmaps = q_maps
-            if result.answers:
-                result.answers[0].heatmaps = answer_maps
+            best = result.answers[0] if result.answers else result.ranked[0]
+            best.heatmaps = answer_maps
         clock.mark("explain")
         result.timings = clock.timings
         return result
@@ -348,7 +350,7 @@ class Engine:
         texts: list[str],
         model: str = "itm-base-coco",
         first_token: str = "[ENC]",
-        explain_words: bool = True,
+        explain_words: bool = False,
     ) -> MatchResult:
         """ITM match probability and ITC cosine of ``image`` with each text (one text per row)."""
         texts = [t.strip() for t in texts if t.strip()]

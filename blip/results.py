@@ -16,6 +16,7 @@ class TokenInfo:
     token: str
     token_id: int
     probability: float  # under the model, before penalties and sampling filters
+    logprob: float  # its natural log, kept exactly
     alternatives: list[tuple[str, float]]  # the model's best candidates at this step, best first
 
 
@@ -31,9 +32,7 @@ class GeneratedItem:
 
     @property
     def logprobs(self) -> list[float]:
-        import math
-
-        return [math.log(max(t.probability, 1e-45)) for t in self.tokens]
+        return [t.logprob for t in self.tokens]
 
 
 @dataclass
@@ -41,6 +40,7 @@ class RankedAnswerItem:
     answer: str
     probability: float  # softmax over the given candidates
     log_likelihood: float
+    heatmaps: Heatmaps | None = None  # for the best candidate, when explanations were asked for
 
 
 @dataclass
@@ -57,7 +57,7 @@ class Result:
 
         def strip(value: Any) -> Any:
             if isinstance(value, dict):
-                return {k: strip(v) for k, v in value.items() if k != "heatmaps"}
+                return {k: strip(v) for k, v in value.items() if not k.endswith("heatmaps")}
             if isinstance(value, list | tuple):
                 return [strip(v) for v in value]
             return value

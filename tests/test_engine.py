@@ -130,7 +130,7 @@ def test_match_attention_and_gradcam_equal_independent_computations(local_models
     engine = _engine(local_models)
     image = random_image(30)
     texts = ["a small red circle", "two dogs"]
-    result = engine.match(image, texts, model="itm", first_token="[CLS]")
+    result = engine.match(image, texts, model="itm", first_token="[CLS]", explain_words=True)
     loaded = engine.model("itm")
     oracle = load_oracle(local_models["itm"], "retrieval")
     pixels = loaded.pixels(image)
@@ -241,7 +241,7 @@ def test_zero_shot_probabilities_match_direct_computation(local_models, scoring)
 def test_overlay_has_the_picture_size_and_respects_opacity(local_models):
     engine = _engine(local_models)
     image = random_image(50, size=(173, 91))
-    rows = engine.match(image, ["a blue sky"], model="itm").rows
+    rows = engine.match(image, ["a blue sky"], model="itm", explain_words=True).rows
     heat = rows[0].heatmaps.grid_map(kind="gradcam")
     picture = overlay(image, heat, opacity=0.0)
     assert picture.size == image.size and np.array_equal(np.asarray(picture), np.asarray(image))
