@@ -24,7 +24,7 @@ from PIL import Image
 
 from . import explain, tasks
 from .decoding import DecodingOptions
-from .hub import MODELS, UnknownModelError
+from .hub import MODELS, CheckpointUnavailableError, UnknownModelError
 from .loading import LoadedModel, load
 from .models import CaptionModel, QuestionAnsweringModel, RetrievalModel
 from .results import (
@@ -40,9 +40,15 @@ from .results import (
 )
 from .tokenizer import CLS_ID, ENC_ID
 
+# The offline demo models (trained on the shapes world by scripts/train_shapes.py), one per task.
+DEMO_DIR = Path(__file__).resolve().parents[1] / "assets" / "demo"
+DEMO_MODELS = {"caption": DEMO_DIR / "caption", "vqa": DEMO_DIR / "vqa", "retrieval": DEMO_DIR / "retrieval"}
+DEMO_NOTICE = (
+    "Offline demo model: the Hugging Face checkpoint is not available here, so a tiny BLIP trained on "
+    "coloured shapes answers instead. Try it on the shapes examples."
+)
 FIRST_TOKENS = {"[ENC]": ENC_ID, "[CLS]": CLS_ID}  # [ENC]: as BLIP was trained; [CLS]: as transformers does
 SCORINGS = ("itc", "itm", "itc+itm")
-SPECIAL_PIECES = frozenset({"[CLS]", "[SEP]", "[PAD]", "[DEC]", "[ENC]"})
 MAX_LABELS = 100
 MAX_TEXTS = 32
 
@@ -84,6 +90,9 @@ class Engine:
         local_models: extra model names mapped to checkpoint directories (given at launch; users can
             only pick names, never paths).
         loader: how a model is loaded (tests count calls through it).
+        demo: "fallback" serves a table model whose checkpoint cannot be had (Hub unreachable, nothing
+            cached) with the offline demo model of the same task; "always" serves every table model
+            with it (``--offline-demo``); "never" lets the error through.
     """
 
     def __init__(
@@ -94,7 +103,10 @@ class Engine:
         image_cache_size: int = 32,
         local_models: dict[str, str | Path] | None = None,
         loader: Callable[..., LoadedModel] = load,
+        demo: str = "fallback",
     ):
+        if demo not in ("fallback", "always", "never"):
+            raise ValueError("demo must be 'fallback', 'always' or 'never'")
         if max_models < 1 or image_cache_size < 0:
             raise ValueError("max_models must be >= 1 and image_cache_size >= 0")
         self.device = device or default_device()
@@ -103,6 +115,7 @@ class Engine:
         self.image_cache_size = image_cache_size
         self.local_models = {name: Path(path) for name, path in (local_models or {}).items()}
         self._loader = loader
+        self.demo = demo
         self._lock = threading.Lock()  # guards the two caches and the counters
         self._models: OrderedDict[str, LoadedModel] = OrderedDict()
         self._load_locks: dict[str, threading.Lock] = {}
@@ -133,14 +146,30 @@ class Engine:
                 if name in self._models:
                     self._models.move_to_end(name)
                     return self._models[name]
-            loaded = self._loader(self.local_models.get(name, name), device=self.device, dtype=self.dtype)
-            loaded.name = name
+            loaded = self._load(name)
             with self._lock:
                 self._models[name] = loaded
                 self.load_counts[name] += 1
                 while len(self._models) > self.max_models:
                     self._models.popitem(last=False)
             return loaded
+
+    def _load(self, name: str) -> LoadedModel:
+        """Load ``name``, or the demo model of its task where the demo setting says so."""
+        demo_path = DEMO_MODELS[MODELS[name].task] if name in MODELS and self.demo != "never" else None
+        if demo_path is not None and self.demo == "always":
+            loaded = self._loader(demo_path, device=self.device, dtype=self.dtype)
+            loaded.offline_demo = True
+        else:
+            try:
+                loaded = self._loader(self.local_models.get(name, name), device=self.device, dtype=self.dtype)
+            except CheckpointUnavailableError:
+                if demo_path is None:
+                    raise
+                loaded = self._loader(demo_path, device=self.device, dtype=self.dtype)
+                loaded.offline_demo = True
+        loaded.name = name
+        return loaded
 
     def _typed(self, name: str, kind: type, task: str) -> LoadedModel:
         loaded = self.model(name)
@@ -168,6 +197,14 @@ class Engine:
         return embeds, False
 
     # --- helpers ---------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _finish(result, loaded: LoadedModel):
+        """Say plainly when the offline demo model answered."""
+        result.offline_demo = loaded.offline_demo
+        if loaded.offline_demo:
+            result.notices.insert(0, DEMO_NOTICE)
+        return result
 
     def _grid(self, loaded: LoadedModel) -> tuple[int, int]:
         side = loaded.image_size // loaded.model.config.vision.patch_size
@@ -212,13 +249,12 @@ class Engine:
         return ids.to(loaded.device), mask.to(loaded.device), notices
 
     def _text_heatmaps(self, loaded, ids, maps, cams, row: int) -> explain.Heatmaps:
-        pieces = loaded.tokenizer.convert_ids_to_tokens(ids[row].tolist())
-        grid = self._grid(loaded)
-        return explain.Heatmaps(
-            words=explain.merge_wordpieces(pieces, SPECIAL_PIECES),
-            grid=grid,
-            attention=explain.to_patch_maps([m[row].transpose(0, 1) for m in maps], grid),
-            gradcam=explain.to_patch_maps([c[row].transpose(0, 1) for c in cams], grid),
+        """Row ``row`` of a batch of matched texts: per layer (B, heads, T, N) -> per token."""
+        return explain.Heatmaps.build(
+            loaded.tokenizer.convert_ids_to_tokens(ids[row].tolist()),
+            self._grid(loaded),
+            [m[row].transpose(0, 1) for m in maps],
+            [c[row].transpose(0, 1) for c in cams],
         )
 
     # --- tasks -------------------------------------------------------------------------------------------
@@ -247,28 +283,25 @@ class Engine:
             self._generated_heatmaps(loaded, embeds, prefix, t) if explain_tokens else None for t in texts
         ]
         clock.mark("explain")
-        return CaptionResult(
-            model=model,
-            timings=clock.timings,
-            image_cached=cached,
-            prompt=prompt,
-            captions=self._items(loaded, texts, maps),
-            decoding=asdict(options),
+        return self._finish(
+            CaptionResult(
+                model=model,
+                timings=clock.timings,
+                image_cached=cached,
+                prompt=prompt,
+                captions=self._items(loaded, texts, maps),
+                decoding=asdict(options),
+            ),
+            loaded,
         )
 
     def _generated_heatmaps(
         self, loaded, embeds, prefix: list[int], text: tasks.GeneratedText
     ) -> explain.Heatmaps:
         seq = text.sequence
-        grid = self._grid(loaded)
         ids = torch.tensor([prefix + seq.token_ids], device=embeds.device)
         cams = explain.decoder_gradcam(loaded.model.text_decoder, embeds, ids, len(prefix))
-        return explain.Heatmaps(
-            words=explain.merge_wordpieces(text.tokens, SPECIAL_PIECES),
-            grid=grid,
-            attention=explain.to_patch_maps(seq.cross_attentions, grid),
-            gradcam=explain.to_patch_maps(cams, grid),
-        )
+        return explain.Heatmaps.build(text.tokens, self._grid(loaded), seq.cross_attentions, cams)
 
     def answer(
         self,
@@ -320,29 +353,19 @@ class Engine:
             best.heatmaps = answer_maps
         clock.mark("explain")
         result.timings = clock.timings
-        return result
+        return self._finish(result, loaded)
 
     def _answer_heatmaps(self, loaded, embeds, q_ids, answer_ids: list[int]):
         """Question words: their attention to the image and Grad-CAM of the answer's likelihood.
         Answer words: Grad-CAM through the question, and attention routed via the question tokens."""
-        grid = self._grid(loaded)
+        grid, tokenizer = self._grid(loaded), loaded.tokenizer
         a_ids = torch.tensor([[tasks.DEC_ID, *answer_ids]], device=embeds.device)
         q_att, q_cam, a_att, a_cam = explain.answer_explanation(loaded.model, embeds, q_ids, a_ids)
-        q_pieces = loaded.tokenizer.convert_ids_to_tokens(q_ids[0].tolist())
-        a_pieces = loaded.tokenizer.convert_ids_to_tokens(answer_ids)
-        question_maps = explain.Heatmaps(
-            words=explain.merge_wordpieces(q_pieces, SPECIAL_PIECES),
-            grid=grid,
-            attention=explain.to_patch_maps(q_att, grid),
-            gradcam=explain.to_patch_maps(q_cam, grid),
+        question = explain.Heatmaps.build(
+            tokenizer.convert_ids_to_tokens(q_ids[0].tolist()), grid, q_att, q_cam
         )
-        answer_maps = explain.Heatmaps(
-            words=explain.merge_wordpieces(a_pieces, SPECIAL_PIECES),
-            grid=grid,
-            attention=explain.to_patch_maps(a_att, grid),
-            gradcam=explain.to_patch_maps(a_cam, grid),
-        )
-        return question_maps, answer_maps
+        answer = explain.Heatmaps.build(tokenizer.convert_ids_to_tokens(answer_ids), grid, a_att, a_cam)
+        return question, answer
 
     def match(
         self,
@@ -386,13 +409,16 @@ class Engine:
             for i, text in enumerate(texts)
         ]
         clock.mark("text")
-        return MatchResult(
-            model=model,
-            timings=clock.timings,
-            image_cached=cached,
-            notices=notices,
-            first_token=first_token,
-            rows=rows,
+        return self._finish(
+            MatchResult(
+                model=model,
+                timings=clock.timings,
+                image_cached=cached,
+                notices=notices,
+                first_token=first_token,
+                rows=rows,
+            ),
+            loaded,
         )
 
     def classify(
@@ -467,13 +493,16 @@ class Engine:
             for i in range(n)
         ]
         clock.mark("text")
-        return ClassifyResult(
-            model=model,
-            timings=clock.timings,
-            image_cached=cached,
-            notices=notices,
-            scoring=scoring,
-            template=template,
-            temperature=temperature,
-            labels=sorted(scores, key=lambda s: s.probability, reverse=True),
+        return self._finish(
+            ClassifyResult(
+                model=model,
+                timings=clock.timings,
+                image_cached=cached,
+                notices=notices,
+                scoring=scoring,
+                template=template,
+                temperature=temperature,
+                labels=sorted(scores, key=lambda s: s.probability, reverse=True),
+            ),
+            loaded,
         )

@@ -22,6 +22,9 @@ import torch
 from .models import QuestionAnsweringModel, RetrievalModel
 from .text import TextLMModel
 
+# Tokens that are not words of the text: they get no heatmap of their own.
+SPECIAL_PIECES = frozenset({"[CLS]", "[SEP]", "[PAD]", "[DEC]", "[ENC]"})
+
 
 @dataclass
 class WordSpan:
@@ -62,6 +65,16 @@ class Heatmaps:
     grid: tuple[int, int]
     attention: np.ndarray
     gradcam: np.ndarray | None = None
+
+    @classmethod
+    def build(cls, pieces: list[str], grid: tuple[int, int], attention, gradcam=None) -> Heatmaps:
+        """Package per-token maps of the text ``pieces`` (see :func:`to_patch_maps` for the layout)."""
+        return cls(
+            words=merge_wordpieces(pieces, SPECIAL_PIECES),
+            grid=grid,
+            attention=to_patch_maps(attention, grid),
+            gradcam=to_patch_maps(gradcam, grid) if gradcam is not None else None,
+        )
 
     @property
     def num_layers(self) -> int:

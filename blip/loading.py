@@ -25,6 +25,7 @@ class LoadedModel:
     model: BlipBase
     tokenizer: BlipTokenizer
     image_size: int
+    offline_demo: bool = False  # the engine served the offline demo model in place of a Hub checkpoint
 
     @property
     def device(self) -> torch.device:

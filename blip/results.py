@@ -47,7 +47,8 @@ class RankedAnswerItem:
 class Result:
     """Fields every task result has."""
 
-    model: str  # the model name that ran
+    model: str  # the model name that was asked for
+    offline_demo: bool = False  # True when the offline demo model answered in its place
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage, and "total"
     image_cached: bool = False  # the image tokens came from the cache (no vision pass)
     notices: list[str] = field(default_factory=list)  # e.g. "the question was truncated to 64 tokens"
