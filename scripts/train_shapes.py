@@ -1,0 +1,353 @@
+"""Train the offline demo models: three tiny BLIPs on the synthetic shapes world (blip/shapes.py).
+
+    python scripts/train_shapes.py            # about 35 minutes on 2 CPU cores; writes assets/demo/
+
+The models have exactly the official architecture and file layout (config.json, model.safetensors,
+tokenizer.json, preprocessor_config.json), only smaller, so the normal loader (and transformers) read
+them like any Hub checkpoint. Training uses our own blip/ modules and the usual BLIP losses:
+
+* captioning: language modelling of the caption given the image;
+* VQA: language modelling of the answer given the image-grounded question ([ENC] first);
+* retrieval: image-text contrast (ITC, temperature 0.07) and image-text matching (ITM) with hard
+  negatives (captions with one attribute changed, and the most similar wrong captions in the batch).
+
+Speed: the full-vocabulary softmax would dominate a CPU step, so losses are computed over the few
+dozen token ids the world uses; the saved LM-head bias of every other id is set very low (and their
+never-trained embedding rows to zero), which keeps the checkpoint a standard full-vocabulary one. Every
+batch is freshly rendered, so no scene is seen twice. The captioner's vision tower and text stack
+initialise the other two. Everything is seeded; the learning rate warms up and decays linearly to zero.
+Run it alone: two PyTorch processes on two cores slow each other down many times over.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from blip import shapes  # noqa: E402
+from blip.config import config_from_dict  # noqa: E402
+from blip.models import CaptionModel, QuestionAnsweringModel, RetrievalModel  # noqa: E402
+from blip.preprocess import IMAGE_MEAN, IMAGE_STD  # noqa: E402
+from blip.tokenizer import DEC_ID, ENC_ID, SEP_ID, BlipTokenizer  # noqa: E402
+
+OUT = ROOT / "assets" / "demo"
+WIDTH, LAYERS_V, LAYERS_T, HEADS, PATCH = 128, 4, 3, 4, 12
+FAR_BELOW = -1.0e4  # saved LM-head bias of ids the world never uses
+ARCHITECTURES = {
+    "caption": "BlipForConditionalGeneration",
+    "vqa": "BlipForQuestionAnswering",
+    "retrieval": "BlipForImageTextRetrieval",
+}
+
+
+def demo_config(task: str) -> dict:
+    """A Hub-style config.json for the demo models (vision and text both 128 wide: VQA needs it)."""
+    return {
+        "architectures": [ARCHITECTURES[task]],
+        "model_type": "blip",
+        "image_text_hidden_size": 128,
+        "projection_dim": 512,
+        "text_config": {
+            "model_type": "blip_text_model",
+            "vocab_size": 30524,
+            "hidden_size": WIDTH,
+            "encoder_hidden_size": WIDTH,
+            "intermediate_size": 4 * WIDTH,
+            "num_hidden_layers": LAYERS_T,
+            "num_attention_heads": HEADS,
+            "max_position_embeddings": 64,
+            "hidden_act": "gelu",
+            "layer_norm_eps": 1e-12,
+            "bos_token_id": DEC_ID,
+            "sep_token_id": SEP_ID,
+            "pad_token_id": 0,
+            "eos_token_id": 2,
+            "is_decoder": True,
+            "use_cache": True,
+        },
+        "vision_config": {
+            "model_type": "blip_vision_model",
+            "hidden_size": WIDTH,
+            "intermediate_size": 4 * WIDTH,
+            "num_hidden_layers": LAYERS_V,
+            "num_attention_heads": HEADS,
+            "image_size": shapes.IMAGE_SIZE,
+            "patch_size": PATCH,
+            "hidden_act": "gelu",
+            "layer_norm_eps": 1e-5,
+        },
+    }
+
+
+def init_weights(model: torch.nn.Module, seed: int) -> None:
+    """BERT/ViT-style initialisation: N(0, 0.02) weights, zero biases, unit LayerNorms."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "LayerNorm" in name or "layer_norm" in name or "layernorm" in name:
+                p.fill_(1.0 if name.endswith("weight") else 0.0)
+            elif name.endswith("bias"):
+                p.zero_()
+            else:
+                p.copy_(torch.randn(p.shape, generator=gen) * 0.02)
+
+
+def tie_lm_head(model) -> None:
+    decoder = model.text_decoder
+    decoder.cls.predictions.decoder.weight = decoder.bert.embeddings.word_embeddings.weight
+
+
+class SceneStream:
+    """Fresh scenes for every batch (an endless, seeded supply: the models never see a scene twice,
+    which generalises far better than a fixed set), with tokenisation and pixel normalisation."""
+
+    def __init__(self, seed: int, tokenizer: BlipTokenizer):
+        self.rng = np.random.default_rng(seed)
+        self.tokenizer = tokenizer
+        self.mean = torch.tensor(IMAGE_MEAN).view(1, 3, 1, 1)
+        self.std = torch.tensor(IMAGE_STD).view(1, 3, 1, 1)
+
+    def batch(self, size: int) -> tuple[list[shapes.Scene], torch.Tensor]:
+        scenes = [shapes.make_scene(self.rng) for _ in range(size)]
+        pixels = torch.from_numpy(np.stack([np.asarray(s.image) for s in scenes])).permute(0, 3, 1, 2)
+        # The arithmetic of blip.preprocess (float64 scaling, float32 normalisation); the images are
+        # already the model's size, so there is nothing to resize.
+        return scenes, ((pixels.double() * (1 / 255)).float() - self.mean) / self.std
+
+    def encode(self, texts: list[str], first: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        ids, mask = self.tokenizer.encode_batch(texts)
+        if first is not None:
+            ids[:, 0] = first
+        return ids, mask
+
+
+def used_ids(tokenizer: BlipTokenizer) -> torch.Tensor:
+    words = sorted(shapes.all_words())
+    ids = {SEP_ID}
+    for word in words:
+        ids.update(tokenizer.encode(word)[1:-1])
+    return torch.tensor(sorted(ids))
+
+
+def lm_loss(decoder, ids, mask, states, used: torch.Tensor, remap: torch.Tensor) -> torch.Tensor:
+    """Teacher-forced language-modelling loss over the world's token ids only."""
+    out = decoder.bert(ids, attention_mask=mask, encoder_states=states, causal=True)
+    hidden = decoder.cls.predictions.transform(out.hidden_states[:, :-1])
+    targets, valid = ids[:, 1:], mask[:, 1:].bool()
+    head = decoder.cls.predictions.decoder
+    logits = hidden[valid] @ head.weight[used].T + head.bias[used]
+    return F.cross_entropy(logits, remap[targets[valid]])
+
+
+def schedule(step: int, total: int, peak: float, warmup: int = 200) -> float:
+    return peak * min(1.0, (step + 1) / warmup) * max(0.0, 1 - step / total)
+
+
+def train(name: str, model, steps: int, batch: int, lr: float, seed: int, loss_fn) -> None:
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+    gen = torch.Generator().manual_seed(seed)
+    stream = SceneStream(seed, BlipTokenizer.default())
+    model.train()
+    start, smoothed = time.time(), None
+    for step in range(steps):
+        for group in opt.param_groups:
+            group["lr"] = schedule(step, steps, lr)
+        scenes, pixels = stream.batch(batch)
+        loss = loss_fn(model, stream, scenes, pixels, gen)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        smoothed = loss.item() if smoothed is None else 0.98 * smoothed + 0.02 * loss.item()
+        if step % 100 == 0 or step == steps - 1:
+            print(
+                f"[{name}] step {step:5d}/{steps}  loss {smoothed:.4f}  {time.time() - start:6.0f}s",
+                flush=True,
+            )
+    model.eval()
+
+
+def caption_loss(used, remap):
+    def fn(model, stream, scenes, pixels, gen):
+        ids, mask = stream.encode([s.caption for s in scenes], DEC_ID)
+        return lm_loss(model.text_decoder, ids, mask, model.encode_image(pixels), used, remap)
+
+    return fn
+
+
+def vqa_loss(used, remap):
+    def fn(model, stream, scenes, pixels, gen):
+        questions, answers = [], []
+        for scene in scenes:
+            pairs = [qa for qas in scene.questions.values() for qa in qas]
+            q, a = pairs[int(torch.randint(len(pairs), (1,), generator=gen))]
+            questions.append(q)
+            answers.append(a)
+        q_ids, q_mask = stream.encode(questions, ENC_ID)
+        a_ids, a_mask = stream.encode(answers, DEC_ID)
+        states = model.encode_question(model.encode_image(pixels), q_ids, q_mask).hidden_states
+        return lm_loss(model.text_decoder, a_ids, a_mask, states, used, remap)
+
+    return fn
+
+
+# Zero-shot prompts the demo supports: "a {shape}" and "a {colour} shape" (see assets/demo/README.md).
+def true_texts(scene: shapes.Scene) -> list[str]:
+    """Texts true of the scene: its caption and, for one-shape scenes, partial descriptions (so that
+    short zero-shot prompts are in the training distribution)."""
+    if len(scene.shapes) > 1:
+        return [scene.caption]
+    shape = scene.shapes[0]
+    return [
+        scene.caption,
+        f"a {shape.kind}",
+        f"a {shape.colour} shape",
+        f"a {shape.colour} {shape.kind}",
+        f"a {shape.size} {shape.colour} {shape.kind}",
+    ]
+
+
+def describe(scene: shapes.Scene, gen: torch.Generator) -> str:
+    """Usually the caption; for one-shape scenes, half the time one of the partial descriptions."""
+    options = true_texts(scene)
+    if len(options) == 1 or float(torch.rand((), generator=gen)) < 0.5:
+        return scene.caption
+    return options[1 + int(torch.randint(len(options) - 1, (1,), generator=gen))]
+
+
+def retrieval_loss(temperature: float = 0.07):
+    def fn(model, stream, scenes, pixels, gen):
+        # Positive texts: mostly the caption, sometimes a partial description (for zero-shot prompts).
+        texts = [describe(s, gen) for s in scenes]
+        image_embeds = model.encode_image(pixels)
+        ids, mask = stream.encode(texts)
+        image_feat = model.image_features(image_embeds)
+        text_feat = model.text_features(ids, mask)
+        sim = image_feat @ text_feat.T / temperature
+        truths = [set(true_texts(s)) for s in scenes]
+        same = torch.tensor([[t in truth for t in texts] for truth in truths], dtype=torch.float32)
+        targets = same / same.sum(dim=1, keepdim=True)  # every true text in the batch is a positive
+        targets_t = same.T / same.T.sum(dim=1, keepdim=True)
+        itc = (
+            -(F.log_softmax(sim, 1) * targets).sum(1).mean()
+            - (F.log_softmax(sim.T, 1) * targets_t).sum(1).mean()
+        )
+        # ITM: positives, grammar hard negatives, and the most similar wrong text in the batch.
+        hard = [s.negatives[int(torch.randint(len(s.negatives), (1,), generator=gen))] for s in scenes]
+        with torch.no_grad():
+            scores = sim.masked_fill(same.bool(), float("-inf"))
+            mined = [texts[j] for j in scores.argmax(dim=1).tolist()]
+        itm_texts = texts + hard + mined
+        itm_ids, itm_mask = stream.encode(itm_texts, ENC_ID)
+        repeated = image_embeds.repeat(3, 1, 1)
+        logits, _ = model.itm_logits(repeated, itm_ids, itm_mask)
+        labels = torch.tensor([1] * len(texts) + [0] * (2 * len(texts)))
+        return itc + F.cross_entropy(logits, labels)
+
+    return fn
+
+
+def save(model, task: str, directory: Path, used: torch.Tensor) -> None:
+    """Write a Hub-layout checkpoint (transformers 5 tied layout), float16 on disk."""
+    from safetensors.torch import save_file
+
+    directory.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    unused = torch.ones(30524, dtype=torch.bool)
+    unused[used] = False
+    for key, value in state.items():
+        if key.endswith("word_embeddings.weight"):
+            value[unused] = 0.0  # rows the world never uses never trained: zeros say so (and pack small)
+    if "text_decoder.cls.predictions.decoder.weight" in state:
+        del state["text_decoder.cls.predictions.decoder.weight"]  # tied to the word embeddings
+        bias = state.pop("text_decoder.cls.predictions.decoder.bias")
+        bias[unused] = FAR_BELOW
+        state["text_decoder.cls.predictions.bias"] = bias
+    save_file({k: v.half().contiguous() for k, v in state.items()}, directory / "model.safetensors")
+    (directory / "config.json").write_text(json.dumps(demo_config(task), indent=2) + "\n")
+    preprocessor = {
+        "image_processor_type": "BlipImageProcessor",
+        "do_resize": True,
+        "size": {"height": shapes.IMAGE_SIZE, "width": shapes.IMAGE_SIZE},
+        "resample": 3,
+        "do_rescale": True,
+        "rescale_factor": 1 / 255,
+        "do_normalize": True,
+        "image_mean": list(IMAGE_MEAN),
+        "image_std": list(IMAGE_STD),
+        "do_convert_rgb": True,
+    }
+    (directory / "preprocessor_config.json").write_text(json.dumps(preprocessor, indent=2) + "\n")
+    shutil.copy(ROOT / "blip" / "resources" / "tokenizer.json", directory / "tokenizer.json")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Train the offline demo models on the shapes world.")
+    parser.add_argument(
+        "--scale", type=float, default=1.0, help="multiply every step count (quick tries: 0.1)"
+    )
+    parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--only", choices=list(ARCHITECTURES), action="append", help="train only these")
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    torch.set_num_threads(2)
+    tokenizer = BlipTokenizer.default()
+    used = used_ids(tokenizer)
+    remap = torch.full((30524,), -100, dtype=torch.long)
+    remap[used] = torch.arange(len(used))
+    print(f"world vocabulary: {len(used)} token ids", flush=True)
+    start = time.time()
+    tasks = args.only or list(ARCHITECTURES)
+    steps = {k: max(10, int(v * args.scale)) for k, v in dict(caption=3500, vqa=2000, retrieval=1500).items()}
+
+    captioner = CaptionModel(config_from_dict(demo_config("caption")))
+    init_weights(captioner, seed=1)
+    tie_lm_head(captioner)
+    if "caption" in tasks:
+        train("caption", captioner, steps["caption"], 32, 1e-3, 1, caption_loss(used, remap))
+        save(captioner, "caption", args.out / "caption", used)
+    else:
+        captioner.load_state_dict(_load(args.out / "caption"), strict=False)
+    vision = captioner.vision_model.state_dict()
+    decoder = captioner.text_decoder.state_dict()
+    bert = captioner.text_decoder.bert.state_dict()
+
+    if "vqa" in tasks:
+        model = QuestionAnsweringModel(config_from_dict(demo_config("vqa")))
+        init_weights(model, seed=2)
+        model.vision_model.load_state_dict(vision)
+        model.text_decoder.load_state_dict(decoder)
+        model.text_encoder.load_state_dict(bert)
+        tie_lm_head(model)
+        train("vqa", model, steps["vqa"], 32, 5e-4, 2, vqa_loss(used, remap))
+        save(model, "vqa", args.out / "vqa", used)
+
+    if "retrieval" in tasks:
+        model = RetrievalModel(config_from_dict(demo_config("retrieval")))
+        init_weights(model, seed=3)
+        model.vision_model.load_state_dict(vision)
+        model.text_encoder.load_state_dict(bert)
+        train("retrieval", model, steps["retrieval"], 32, 5e-4, 3, retrieval_loss())
+        save(model, "retrieval", args.out / "retrieval", used)
+    print(f"done in {(time.time() - start) / 60:.1f} minutes", flush=True)
+
+
+def _load(directory: Path) -> dict[str, torch.Tensor]:
+    from blip.checkpoint import load_checkpoint
+
+    return {k: v.float() for k, v in load_checkpoint(directory).state_dict().items()}
+
+
+if __name__ == "__main__":
+    main()
