@@ -51,7 +51,9 @@ def main() -> None:
         def ours_caption(beams: int):
             embeds = ours.model.encode_image(pixels)
             strategy = "beam" if beams > 1 else "greedy"
-            options = DecodingOptions(strategy=strategy, num_beams=max(beams, 1), max_new_tokens=n, min_new_tokens=n)
+            options = DecodingOptions(
+                strategy=strategy, num_beams=max(beams, 1), max_new_tokens=n, min_new_tokens=n
+            )
             return caption(ours.model, ours.tokenizer, embeds, "", options)[0].sequence.token_ids
 
         def reference_caption(beams: int):
@@ -73,7 +75,9 @@ def main() -> None:
                 times[name][1].append(_timed(reference_fn))
 
     med = {name: (statistics.median(a), statistics.median(b)) for name, (a, b) in times.items()}
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, float32, median of {args.runs} runs")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, float32, median of {args.runs} runs"
+    )
     print(f"{'measurement':32s} {'ours':>10s} {'reference':>10s} {'ratio':>7s}")
     for name, (a, b) in med.items():
         print(f"{name:32s} {a * 1000:8.0f}ms {b * 1000:8.0f}ms {b / a:6.2f}x")
