@@ -48,10 +48,7 @@ def beam_search(stepper: Stepper, prompt: torch.Tensor, options: DecodingOptions
     top_beams = torch.arange(keep, device=device) < beams  # only these candidates may finish
     attention_steps: list[torch.Tensor] | None = [] if options.output_attentions else None
 
-    logits, cross = stepper(prompt)  # run the prompt once, then give every beam the same state
-    stepper.reorder(torch.zeros(beams, dtype=torch.long, device=device))
-    logits = logits.expand(beams, -1)
-    cross = cross.expand(beams, *cross.shape[1:]) if cross is not None else None
+    logits, cross = stepper.start(prompt, beams)  # every beam starts from the same prompt state
 
     for step in range(steps):
         cur = plen + step

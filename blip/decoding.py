@@ -125,6 +125,15 @@ class Stepper:
         if self.cache is not None:
             self.cache.reorder(rows)
 
+    def start(self, prompt: torch.Tensor, rows: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Run the prompt (1, P) once and give each of ``rows`` rows (beams, samples) its state."""
+        logits, cross = self(prompt)
+        if rows > 1:
+            self.reorder(torch.zeros(rows, dtype=torch.long, device=prompt.device))
+            logits = logits.expand(rows, -1)
+            cross = cross.expand(rows, *cross.shape[1:]) if cross is not None else None
+        return logits, cross
+
 
 @dataclass
 class RowHistory:
@@ -253,11 +262,7 @@ def _greedy_or_sample(
     lengths = torch.full((rows,), steps, dtype=torch.long)
     every_row = torch.arange(rows, device=prompt.device)
 
-    logits, cross = stepper(prompt)  # the prompt runs once, then is shared by every row
-    if rows > 1:
-        stepper.reorder(torch.zeros(rows, dtype=torch.long, device=prompt.device))
-        logits = logits.expand(rows, -1)
-        cross = cross.expand(rows, *cross.shape[1:]) if cross is not None else None
+    logits, cross = stepper.start(prompt, rows)
     for step in range(steps):
         cur = plen + step
         raw = logits.log_softmax(dim=-1)
