@@ -248,6 +248,15 @@ class Engine:
         ]
         return ids.to(loaded.device), mask.to(loaded.device), notices
 
+    @staticmethod
+    def _itc_cosines(model: RetrievalModel, embeds, ids, mask) -> torch.Tensor:
+        """Cosine of one image with each text. ITC encodes a text on its own, so it starts with [CLS]
+        as in training (whatever first token the image-grounded ITM pass used)."""
+        itc_ids = ids.clone()
+        itc_ids[:, 0] = CLS_ID
+        with torch.inference_mode():
+            return model.itc_similarity(embeds, itc_ids, mask)[0].float()
+
     def _text_heatmaps(self, loaded, ids, maps, cams, row: int) -> explain.Heatmaps:
         """Row ``row`` of a batch of matched texts: per layer (B, heads, T, N) -> per token."""
         return explain.Heatmaps.build(
@@ -393,11 +402,7 @@ class Engine:
         else:
             with torch.inference_mode():
                 logits, _ = m.itm_logits(embeds, ids, mask)
-        with torch.inference_mode():
-            # ITC encodes the text on its own: [CLS] first, as in training (no image, so no [ENC]).
-            itc_ids = ids.clone()
-            itc_ids[:, 0] = CLS_ID
-            cosines = m.itc_similarity(embeds, itc_ids, mask)[0]
+        cosines = self._itc_cosines(m, embeds, ids, mask)
         probabilities = logits.float().softmax(dim=-1)[:, 1]
         rows = [
             MatchRow(
@@ -463,11 +468,8 @@ class Engine:
         notices += cut
         m, n = loaded.model, len(labels)
         cosines = itm = None
-        with torch.inference_mode():
-            if scoring in ("itc", "itc+itm"):
-                itc_ids = ids.clone()
-                itc_ids[:, 0] = CLS_ID
-                cosines = m.itc_similarity(embeds, itc_ids, mask)[0].float()
+        if scoring in ("itc", "itc+itm"):
+            cosines = self._itc_cosines(m, embeds, ids, mask)
         probs = torch.zeros(n)
         if scoring == "itc":
             probs = (cosines / temperature).softmax(dim=0).cpu()
