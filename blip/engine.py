@@ -16,7 +16,7 @@ import threading
 import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from pathlib import Path
 
 import torch
@@ -65,6 +65,19 @@ class Stopwatch:
         self.timings[stage] = now - self._last
         self.timings["total"] = now - self._start
         self._last = now
+
+
+def decoding_options(options: DecodingOptions | dict | None) -> DecodingOptions:
+    """Options as given, or built from a plain dict (the app and API speak dicts, not dataclasses)."""
+    if options is None:
+        return DecodingOptions()
+    if isinstance(options, DecodingOptions):
+        return options
+    known = {f.name for f in fields(DecodingOptions)}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise ValueError(f"unknown decoding option(s): {', '.join(unknown)}")
+    return DecodingOptions(**options)
 
 
 def default_device() -> str:
@@ -131,6 +144,14 @@ class Engine:
     def loaded_models(self) -> list[str]:
         with self._lock:
             return list(self._models)
+
+    def model_status(self) -> list[dict]:
+        """What is in memory: for each loaded model, its name, folder and whether the demo stands in."""
+        with self._lock:
+            return [
+                {"name": name, "path": str(m.path), "offline_demo": m.offline_demo}
+                for name, m in self._models.items()
+            ]
 
     def model(self, name: str) -> LoadedModel:
         """The loaded model for ``name``, loading it on first use (once, even under concurrency)."""
@@ -273,11 +294,11 @@ class Engine:
         image: Image.Image,
         model: str = "caption-base",
         prompt: str = "",
-        options: DecodingOptions | None = None,
+        options: DecodingOptions | dict | None = None,
         explain_tokens: bool = False,
     ) -> CaptionResult:
         """Caption ``image``; with ``explain_tokens``, attention and Grad-CAM maps for every word."""
-        options = options or DecodingOptions()
+        options = decoding_options(options)
         clock = Stopwatch()
         loaded = self._typed(model, CaptionModel, "captioning")
         clock.mark("load")
@@ -317,7 +338,7 @@ class Engine:
         image: Image.Image,
         question: str,
         model: str = "vqa-base",
-        options: DecodingOptions | None = None,
+        options: DecodingOptions | dict | None = None,
         candidates: list[str] | None = None,
         first_token: str = "[ENC]",
         explain_tokens: bool = False,
@@ -325,7 +346,7 @@ class Engine:
         """Answer ``question``: generate (default) or rank the given ``candidates``."""
         if not question.strip():
             raise ValueError("the question is empty")
-        options = options or DecodingOptions()
+        options = decoding_options(options)
         clock = Stopwatch()
         loaded = self._typed(model, QuestionAnsweringModel, "question answering")
         clock.mark("load")
