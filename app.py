@@ -1,0 +1,134 @@
+"""BLIP Explorer: caption, ask, match and classify images with BLIP, and see where it looked.
+
+    python app.py                  # http://127.0.0.1:7860
+    python app.py --offline-demo   # the tiny shapes model only (no downloads)
+
+This file only reads flags, builds the engine and the UI, and launches. Importing it does nothing else:
+no model is loaded and no connection is opened until ``main()`` runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import logging
+import os
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+EXAMPLES = ROOT / "assets" / "examples"
+DEFAULT_MODELS = {"caption": "caption-base", "vqa": "vqa-base", "retrieval": "itm-base-coco"}
+DTYPES = ("float32", "bfloat16", "float16")
+MAX_UPLOAD = "25mb"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    on_space = bool(os.environ.get("SPACE_ID"))
+    parser = argparse.ArgumentParser(description="BLIP Explorer web app")
+    parser.add_argument("--host", default="0.0.0.0" if on_space else "127.0.0.1",
+                        help="address to listen on (default 127.0.0.1; 0.0.0.0 on a Hugging Face Space)")  # fmt: skip
+    parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    parser.add_argument("--dtype", choices=DTYPES, default="float32")
+    parser.add_argument("--preload", action="store_true", help="load the default models before serving")
+    parser.add_argument("--offline-demo", action="store_true",
+                        help="serve only the tiny offline demo models trained on shapes (no downloads)")  # fmt: skip
+    parser.add_argument("--model", action="append", default=[], metavar="NAME=DIR",
+                        help="also offer a local checkpoint directory under NAME (repeatable)")  # fmt: skip
+    parser.add_argument("--mcp", action="store_true", help="also serve the tasks as MCP tools")
+    parser.add_argument(
+        "--share", action="store_true", help="open a public gradio.live link (off by default)"
+    )
+    return parser.parse_args(argv)
+
+
+def local_models(specs: list[str]) -> dict[str, Path]:
+    """``NAME=DIR`` flags as a dict, each directory checked to exist."""
+    found = {}
+    for spec in specs:
+        name, sep, directory = spec.partition("=")
+        if not sep or not name or not Path(directory).is_dir():
+            raise SystemExit(f"--model expects NAME=DIR with an existing directory (got {spec!r})")
+        found[name] = Path(directory)
+    return found
+
+
+def gpu_decorator():
+    """``spaces.GPU`` on a ZeroGPU Space (the package is importable there), else nothing."""
+    if importlib.util.find_spec("spaces") is None:
+        return lambda fn: fn
+    import spaces
+
+    return spaces.GPU
+
+
+def build(args: argparse.Namespace):
+    """The engine and the Blocks app for these flags."""
+    import torch
+
+    from blip import hub, render
+    from blip.engine import Engine, default_device
+    from blip.preprocess import load_image
+    from ui import Services, build_app
+
+    local = local_models(args.model)
+    device = args.device or default_device()
+    engine = Engine(
+        device=device,
+        dtype=getattr(torch, args.dtype),
+        local_models=local,
+        demo="always" if args.offline_demo else "fallback",
+    )
+    models = {task: [name for name, m in hub.MODELS.items() if m.task == task] for task in DEFAULT_MODELS}
+    for task, default in DEFAULT_MODELS.items():
+        models[task].remove(default)
+        models[task].insert(0, default)
+    for name in local:  # offered under every task; the engine says if a checkpoint does not fit one
+        for names in models.values():
+            names.append(name)
+    shapes = sorted(str(p) for p in (EXAMPLES / "shapes").glob("*.png"))
+    photos = sorted(str(p) for p in (EXAMPLES / "photos").glob("*.jpg"))
+    examples = {
+        "shapes": ("Shapes (what the offline demo model knows)", shapes),
+        "photos": ("Photographs (CC0 / public domain)", photos),
+    }
+    if not args.offline_demo:
+        examples = dict(reversed(examples.items()))
+    services = Services(
+        engine=engine,
+        open_image=load_image,
+        overlay=render.overlay,
+        models=models,
+        device=str(device),
+        dtype=args.dtype,
+        examples=examples,
+        gpu=gpu_decorator(),
+    )
+    if args.preload:
+        for name in DEFAULT_MODELS.values():
+            logging.info("preloading %s", name)
+            engine.model(name)
+    return engine, build_app(services)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    _, app = build(args)
+    mcp = args.mcp and importlib.util.find_spec("mcp") is not None
+    if args.mcp and not mcp:
+        logging.warning("--mcp needs Gradio's MCP extra: pip install 'gradio[mcp]'; serving without it")
+    app.queue(default_concurrency_limit=1, max_size=64)
+    app.launch(
+        server_name=args.host,
+        server_port=args.port,
+        share=args.share,
+        max_file_size=MAX_UPLOAD,
+        mcp_server=mcp,
+        allowed_paths=[str(EXAMPLES)],
+        show_error=False,
+    )
+
+
+if __name__ == "__main__":
+    main()

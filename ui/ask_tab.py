@@ -1,0 +1,143 @@
+"""Ask tab (visual question answering): a generated answer, or the user's candidate answers ranked by
+probability; heatmaps for the question's words and the answer's."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import gradio as gr
+
+from . import formatting
+from .decoding import DecodingControls, decoding_options
+from .errors import friendly
+from .heatmaps import HeatmapViewer, explained
+from .services import Services
+
+GENERATE, RANK = "Generate an answer", "Rank my candidate answers"
+FIRST_TOKENS = ("[ENC]", "[CLS]")
+
+
+def ask(
+    services: Services,
+    image_path: str | None,
+    model: str,
+    question: str,
+    mode: str,
+    candidates: str,
+    first_token: str,
+    decoding: list[Any],
+    heatmaps: bool = True,
+    progress: Callable[..., Any] | None = None,
+) -> tuple:
+    """Answer ``question`` about the image.
+
+    Args:
+        mode: GENERATE or RANK (``candidates``: one answer per line).
+        decoding: the decoding controls' values (used when generating).
+
+    Returns:
+        (answer markdown, answers table, token highlights, summary, heatmap state, raw result dict)
+    """
+    if mode not in (GENERATE, RANK):
+        raise ValueError(f"mode must be one of: {GENERATE}, {RANK}")
+    options = decoding_options(*decoding) if mode == GENERATE else None
+    listed = [line.strip() for line in (candidates or "").splitlines() if line.strip()]
+    if mode == RANK and not listed:
+        raise ValueError("write the candidate answers, one per line, to rank them")
+    image = services.image(image_path)
+    if progress:
+        progress(0.1, desc=f"Loading {model} (downloaded on first use)")
+    services.engine.model(model)
+    if progress:
+        progress(0.5, desc="Answering")
+    result = services.engine.answer(
+        image,
+        question or "",
+        model=model,
+        options=options,
+        candidates=listed if mode == RANK else None,
+        first_token=first_token,
+        explain_tokens=bool(heatmaps),
+    )
+    if mode == RANK:
+        best, highlights = result.ranked[0], []
+        rows = [[r.answer, round(r.probability, 4), round(r.log_likelihood, 4)] for r in result.ranked]
+        answer, what_ran = best.answer, f"ranked {len(rows)} candidates by log-likelihood"
+    else:
+        best = result.answers[0]
+        highlights = formatting.token_highlights(best)
+        rows = [[a.text, None, round(a.score, 4)] for a in result.answers]
+        answer, what_ran = best.text, formatting.decoding_text(result.decoding)
+    texts = [(f"question: {question}", result.question_heatmaps), (f"answer: {answer}", best.heatmaps)]
+    return (
+        f"## {answer}" if answer else "## (empty answer)",
+        rows,
+        highlights,
+        formatting.summary(result, what_ran),
+        explained(image, texts),
+        result.to_dict(),
+    )
+
+
+def build(
+    services: Services, image: gr.Image, after: Callable[[Any], Any], examples: list[list[str]] = ()
+) -> None:
+    models = services.models["vqa"]
+    with gr.Row():
+        model = gr.Dropdown(models, value=models[0], label="Model")
+        mode = gr.Radio([GENERATE, RANK], value=GENERATE, label="Mode")
+    question = gr.Textbox(label="Question", placeholder="what colour is the circle?", elem_id="ask-question")
+    candidates = gr.Textbox(
+        label="Candidate answers (rank mode; one per line)",
+        lines=3,
+        placeholder="red\ngreen\nblue",
+        elem_id="ask-candidates",
+    )
+    if examples:
+        gr.Examples(examples, inputs=[question], label="Example questions")
+    controls = DecodingControls("answers", min_new_tokens=1, max_new_tokens=10)
+    with gr.Accordion("Question encoding", open=False):
+        first_token = gr.Radio(
+            list(FIRST_TOKENS),
+            value="[ENC]",
+            label="First token of the question ([ENC] as BLIP was trained; [CLS] as transformers does)",
+        )
+    heatmaps = gr.Checkbox(value=True, label="Compute heatmaps")
+    run = gr.Button("Ask", variant="primary", elem_id="ask-run")
+    answer = gr.Markdown(elem_id="ask-answer")
+    table = gr.Dataframe(
+        headers=["answer", "probability", "score / log-likelihood"],
+        interactive=False,
+        label="Answers",
+        elem_id="ask-table",
+    )
+    tokens = gr.HighlightedText(label="Answer tokens, coloured by probability")
+    summary = gr.Markdown()
+    state = gr.State()
+    viewer = HeatmapViewer(services)
+    with gr.Accordion("Raw result (JSON)", open=False):
+        raw = gr.JSON()
+    viewer.connect(state)
+
+    @friendly
+    def handler(
+        image, model, question, mode, candidates, first_token, heatmaps, decoding, beams, top_p, top_k,
+        temperature, min_new_tokens, max_new_tokens, repetition_penalty, length_penalty,
+        no_repeat_ngram_size, count, seed, progress=gr.Progress(),
+    ):  # fmt: skip
+        controls = [decoding, beams, top_p, top_k, temperature, min_new_tokens, max_new_tokens,
+                    repetition_penalty, length_penalty, no_repeat_ngram_size, count, seed]  # fmt: skip
+        return ask(
+            services, image, model, question, mode, candidates, first_token, controls, heatmaps, progress
+        )
+
+    event = run.click(
+        services.gpu(handler),
+        inputs=[image, model, question, mode, candidates, first_token, heatmaps, *controls.inputs],
+        outputs=[answer, table, tokens, summary, state, raw],
+        api_name="ask",
+        concurrency_id="vqa",
+        concurrency_limit=1,
+    )
+    after(event)

@@ -1,0 +1,134 @@
+"""The heatmap viewer shared by every tab: pick a text, a word, a layer, a head and a kind of map, and
+see it over the image, with a gallery of every word's map.
+
+A tab stores what its last run explained in a ``gr.State`` made by :func:`explained`; the viewer only
+reads it, so changing a control never reruns the model.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gradio as gr
+from PIL import Image
+
+from .services import Services
+
+ALL = -1  # "mean of all" in the word / layer / head menus
+KINDS = {"Attention": "attention", "Grad-CAM": "gradcam"}
+SHOWN_SIZE = 512  # longest side of the picture the maps are drawn over
+GALLERY_SIZE = 224
+
+
+def explained(image: Image.Image, texts: list[tuple[str, Any]]) -> dict[str, Any] | None:
+    """State for the viewer: a downsized copy of the picture and (label, heatmaps) for each text."""
+    texts = [(label, maps) for label, maps in texts if maps is not None and maps.words]
+    if not texts:
+        return None
+    shown = image.copy()
+    shown.thumbnail((SHOWN_SIZE, SHOWN_SIZE))
+    if max(shown.size) < SHOWN_SIZE // 2:  # a tiny picture (the 96 px shapes): enlarge it, pixels kept sharp
+        factor = SHOWN_SIZE // max(shown.size)
+        shown = shown.resize((shown.width * factor, shown.height * factor), Image.Resampling.NEAREST)
+    return {"image": shown, "texts": texts}
+
+
+def _menu(count: int, name: str, all_label: str) -> list[tuple[str, int]]:
+    return [(all_label, ALL), *((f"{name} {i + 1}", i) for i in range(count))]
+
+
+class HeatmapViewer:
+    """Controls and outputs of the viewer; build inside a layout, then :meth:`connect` to a state."""
+
+    def __init__(self, services: Services, open_by_default: bool = False):
+        self.services = services
+        with gr.Accordion("Where did the model look? (heatmaps)", open=open_by_default):
+            with gr.Row():
+                self.text = gr.Dropdown(label="Text", choices=[], interactive=True, scale=2)
+                self.word = gr.Dropdown(label="Word", choices=[], interactive=True)
+                self.kind = gr.Radio(list(KINDS), value="Attention", label="Map")
+            with gr.Row():
+                self.layer = gr.Dropdown(label="Layer", choices=[], interactive=True)
+                self.head = gr.Dropdown(label="Head", choices=[], interactive=True)
+                self.opacity = gr.Slider(0.0, 1.0, value=0.5, step=0.05, label="Heatmap opacity")
+            with gr.Row():
+                self.overlay = gr.Image(
+                    label="Heatmap", type="pil", interactive=False, height=360, elem_classes="heatmap-overlay"
+                )
+                self.gallery = gr.Gallery(label="Every word", columns=4, height=360, preview=False)
+            self.note = gr.Markdown()
+
+    @property
+    def controls(self) -> list[gr.components.Component]:
+        return [self.text, self.word, self.layer, self.head, self.kind, self.opacity]
+
+    def connect(self, state: gr.State) -> None:
+        """Refresh the menus when ``state`` changes; redraw when any control changes."""
+        outputs = [self.overlay, self.gallery, self.note]
+        state.change(
+            self.menus,
+            inputs=[state],
+            outputs=[self.text, self.word, self.layer, self.head, self.kind],
+            api_visibility="private",
+            queue=False,
+        ).then(self.render, inputs=[state, *self.controls], outputs=outputs, api_visibility="private")
+        self.text.input(
+            self.words_menu,
+            inputs=[state, self.text],
+            outputs=[self.word],
+            api_visibility="private",
+            queue=False,
+        ).then(self.render, inputs=[state, *self.controls], outputs=outputs, api_visibility="private")
+        for control in self.controls[1:]:
+            control.input(
+                self.render, inputs=[state, *self.controls], outputs=outputs, api_visibility="private"
+            )
+
+    @staticmethod
+    def words_menu(state: dict | None, text: int | None) -> dict:
+        if not state or text is None:
+            return gr.update(choices=[], value=None)
+        maps = state["texts"][text][1]
+        choices = [("all words", ALL), *((w.text, i) for i, w in enumerate(maps.words))]
+        return gr.update(choices=choices, value=0)
+
+    @classmethod
+    def menus(cls, state: dict | None) -> tuple:
+        if not state:
+            empty = gr.update(choices=[], value=None)
+            return empty, empty, empty, empty, gr.update(value="Attention")
+        texts = state["texts"]
+        maps = texts[0][1]
+        kinds = [label for label, kind in KINDS.items() if kind in maps.kinds()]
+        return (
+            gr.update(choices=[(label, i) for i, (label, _) in enumerate(texts)], value=0),
+            cls.words_menu(state, 0),
+            gr.update(choices=_menu(maps.num_layers, "layer", "mean of layers"), value=ALL),
+            gr.update(choices=_menu(maps.num_heads, "head", "mean of heads"), value=ALL),
+            gr.update(choices=kinds, value=kinds[-1]),  # Grad-CAM where there is one: it is the sharper map
+        )
+
+    def render(self, state, text, word, layer, head, kind, opacity) -> tuple:
+        """The chosen map over the picture, and every word's map (same layer, head and kind)."""
+        if not state or text is None:
+            return None, [], ""
+        _label, maps = state["texts"][int(text)]
+        chosen = KINDS.get(kind, "attention")
+        note = ""
+        if chosen not in maps.kinds():
+            chosen, note = "attention", "Grad-CAM is not available for this text; showing attention."
+
+        def pick(value):
+            return None if value is None or int(value) == ALL else int(value)
+
+        def draw(word_index, size):
+            heat = maps.grid_map(word=word_index, layer=pick(layer), head=pick(head), kind=chosen)
+            picture = state["image"]
+            if size < SHOWN_SIZE:
+                picture = picture.copy()
+                picture.thumbnail((size, size))
+            return self.services.overlay(picture, heat, opacity=float(opacity))
+
+        main = draw(pick(word), SHOWN_SIZE)
+        gallery = [(draw(i, GALLERY_SIZE), w.text) for i, w in enumerate(maps.words)]
+        return main, gallery, note
