@@ -263,19 +263,24 @@ def retrieval_loss(temperature: float = 0.07):
     def fn(model, stream, scenes, pixels, gen):
         # Positive texts: mostly the caption, sometimes a partial description (for zero-shot prompts).
         texts = [describe(s, gen) for s in scenes]
+        # Every one-shape scene also brings its bare shape name ("a circle"), the hardest zero-shot
+        # prompt, so that each step contrasts it with the other names in the batch (ITC only).
+        names = [f"a {s.shapes[0].kind}" for s in scenes if len(s.shapes) == 1]
+        itc_texts = texts + names
         image_embeds = model.encode_image(pixels)
-        ids, mask = stream.encode(texts)
+        ids, mask = stream.encode(itc_texts)
         image_feat = model.image_features(image_embeds)
         text_feat = model.text_features(ids, mask)
-        sim = image_feat @ text_feat.T / temperature
+        sim_all = image_feat @ text_feat.T / temperature  # (images, texts + names)
         truths = [true_texts(s) for s in scenes]
-        same = torch.tensor([[t in truth for t in texts] for truth in truths], dtype=torch.float32)
-        targets = same / same.sum(dim=1, keepdim=True)  # every true text in the batch is a positive
-        targets_t = same.T / same.T.sum(dim=1, keepdim=True)
+        same_all = torch.tensor([[t in truth for t in itc_texts] for truth in truths], dtype=torch.float32)
+        targets = same_all / same_all.sum(dim=1, keepdim=True)  # every true text in the batch is a positive
+        targets_t = same_all.T / same_all.T.sum(dim=1, keepdim=True)
         itc = (
-            -(F.log_softmax(sim, 1) * targets).sum(1).mean()
-            - (F.log_softmax(sim.T, 1) * targets_t).sum(1).mean()
+            -(F.log_softmax(sim_all, 1) * targets).sum(1).mean()
+            - (F.log_softmax(sim_all.T, 1) * targets_t).sum(1).mean()
         )
+        sim, same = sim_all[:, : len(texts)], same_all[:, : len(texts)]
         # ITM: positives, grammar hard negatives, and the most similar wrong text in the batch.
         hard = [hard_negative(s, gen) for s in scenes]
         with torch.no_grad():
@@ -342,7 +347,7 @@ def main() -> None:
     print(f"world vocabulary: {len(used)} token ids", flush=True)
     start = time.time()
     tasks = args.only or list(ARCHITECTURES)
-    steps = {k: max(10, int(v * args.scale)) for k, v in dict(caption=3500, vqa=2500, retrieval=1700).items()}
+    steps = {k: max(10, int(v * args.scale)) for k, v in dict(caption=3500, vqa=2500, retrieval=2600).items()}
 
     captioner = CaptionModel(config_from_dict(demo_config("caption")))
     init_weights(captioner, seed=1)

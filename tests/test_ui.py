@@ -178,7 +178,8 @@ def test_heatmap_viewer_draws_the_chosen_map(services):
     viewer = HeatmapViewer.__new__(HeatmapViewer)  # the drawing logic, without building components
     viewer.services = services
     menus = HeatmapViewer.menus(state)
-    assert menus[4]["value"] == "Grad-CAM" and menus[2]["value"] == ALL
+    assert menus[4] == {"__type__": "update", "choices": ["Attention", "Grad-CAM"], "value": "Attention"}
+    assert menus[2]["value"] == ALL
     words = [w.text for w in state["texts"][0][1].words]
     circle = words.index("circle")
     image, gallery, note = viewer.render(state, 0, circle, ALL, ALL, "Attention", 0.5)
@@ -231,3 +232,15 @@ def test_importing_app_starts_nothing():
     )
     assert _run(code) == "1 False False"
     assert list(DECODINGS) == [GREEDY, BEAM, NUCLEUS, TOP_K]
+
+
+def test_app_flags_default_to_local_and_private(monkeypatch):
+    import app
+
+    monkeypatch.delenv("SPACE_ID", raising=False)
+    args = app.parse_args([])
+    assert (args.host, args.share, args.offline_demo, args.mcp) == ("127.0.0.1", False, False, False)
+    monkeypatch.setenv("SPACE_ID", "someone/blip-explorer")
+    assert app.parse_args([]).host == "0.0.0.0"
+    with pytest.raises(SystemExit, match="NAME=DIR"):
+        app.local_models(["no-directory-here"])

@@ -11,7 +11,7 @@ import gradio as gr
 from . import formatting
 from .decoding import DecodingControls, decoding_options
 from .errors import friendly
-from .heatmaps import HeatmapViewer, explained
+from .heatmaps import explained, heatmaps_and_raw_result
 from .services import Services
 
 GENERATE, RANK = "Generate an answer", "Rank my candidate answers"
@@ -45,12 +45,7 @@ def ask(
     listed = [line.strip() for line in (candidates or "").splitlines() if line.strip()]
     if mode == RANK and not listed:
         raise ValueError("write the candidate answers, one per line, to rank them")
-    image = services.image(image_path)
-    if progress:
-        progress(0.1, desc=f"Loading {model} (downloaded on first use)")
-    services.engine.model(model)
-    if progress:
-        progress(0.5, desc="Answering")
+    image = services.prepare(image_path, model, "Answering", progress)
     result = services.engine.answer(
         image,
         question or "",
@@ -114,11 +109,7 @@ def build(
     )
     tokens = gr.HighlightedText(label="Answer tokens, coloured by probability")
     summary = gr.Markdown()
-    state = gr.State()
-    viewer = HeatmapViewer(services)
-    with gr.Accordion("Raw result (JSON)", open=False):
-        raw = gr.JSON()
-    viewer.connect(state)
+    state, raw = heatmaps_and_raw_result(services)
 
     @friendly
     def handler(
@@ -126,10 +117,10 @@ def build(
         temperature, min_new_tokens, max_new_tokens, repetition_penalty, length_penalty,
         no_repeat_ngram_size, count, seed, progress=gr.Progress(),
     ):  # fmt: skip
-        controls = [decoding, beams, top_p, top_k, temperature, min_new_tokens, max_new_tokens,
-                    repetition_penalty, length_penalty, no_repeat_ngram_size, count, seed]  # fmt: skip
+        values = [decoding, beams, top_p, top_k, temperature, min_new_tokens, max_new_tokens,
+                  repetition_penalty, length_penalty, no_repeat_ngram_size, count, seed]  # fmt: skip
         return ask(
-            services, image, model, question, mode, candidates, first_token, controls, heatmaps, progress
+            services, image, model, question, mode, candidates, first_token, values, heatmaps, progress
         )
 
     event = run.click(

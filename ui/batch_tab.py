@@ -65,13 +65,18 @@ def batch_caption(
 
 def build(services: Services, after: Callable[[Any], Any]) -> None:
     models = services.models["caption"]
-    files = gr.File(label=f"Images (up to {MAX_IMAGES})", file_count="multiple", file_types=["image"])
+    files = gr.File(
+        label=f"Images (up to {MAX_IMAGES})",
+        file_count="multiple",
+        file_types=["image"],
+        elem_id="batch-files",
+    )
     with gr.Row():
         model = gr.Dropdown(models, value=models[0], label="Model")
         decoding = gr.Radio([GREEDY, BEAM], value=BEAM, label="Decoding")
     run = gr.Button("Caption all", variant="primary", elem_id="batch-run")
     table = gr.Dataframe(headers=COLUMNS, interactive=False, label="Captions", elem_id="batch-table")
-    download = gr.File(label="Download as CSV", interactive=False)
+    download = gr.File(label="Download as CSV", interactive=False, elem_id="batch-csv")
 
     @friendly
     def handler(files, model, decoding, progress=gr.Progress()):

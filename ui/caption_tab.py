@@ -11,7 +11,7 @@ import gradio as gr
 from . import formatting
 from .decoding import DecodingControls, decoding_options
 from .errors import friendly
-from .heatmaps import HeatmapViewer, explained
+from .heatmaps import explained, heatmaps_and_raw_result
 from .services import Services
 
 
@@ -33,12 +33,7 @@ def caption(
         (captions table, token highlights, token table, summary markdown, heatmap state, raw result dict)
     """
     options = decoding_options(*decoding)
-    image = services.image(image_path)
-    if progress:
-        progress(0.1, desc=f"Loading {model} (downloaded on first use)")
-    services.engine.model(model)
-    if progress:
-        progress(0.5, desc="Captioning")
+    image = services.prepare(image_path, model, "Captioning", progress)
     result = services.engine.caption(
         image, model=model, prompt=prompt or "", options=options, explain_tokens=bool(heatmaps)
     )
@@ -83,11 +78,7 @@ def build(services: Services, image: gr.Image, after: Callable[[Any], Any]) -> N
         token_table = gr.Dataframe(
             headers=["#", "token", "probability", "top alternatives"], interactive=False, label="Alternatives"
         )
-    state = gr.State()
-    viewer = HeatmapViewer(services)
-    with gr.Accordion("Raw result (JSON)", open=False):
-        raw = gr.JSON()
-    viewer.connect(state)
+    state, raw = heatmaps_and_raw_result(services)
 
     @friendly
     def handler(
@@ -95,9 +86,9 @@ def build(services: Services, image: gr.Image, after: Callable[[Any], Any]) -> N
         max_new_tokens, repetition_penalty, length_penalty, no_repeat_ngram_size, count, seed,
         progress=gr.Progress(),
     ):  # fmt: skip
-        controls = [decoding, beams, top_p, top_k, temperature, min_new_tokens, max_new_tokens,
-                    repetition_penalty, length_penalty, no_repeat_ngram_size, count, seed]  # fmt: skip
-        return caption(services, image, model, prompt, controls, heatmaps, progress)
+        values = [decoding, beams, top_p, top_k, temperature, min_new_tokens, max_new_tokens,
+                  repetition_penalty, length_penalty, no_repeat_ngram_size, count, seed]  # fmt: skip
+        return caption(services, image, model, prompt, values, heatmaps, progress)
 
     event = run.click(
         services.gpu(handler),

@@ -76,10 +76,10 @@ def notices_text(result) -> str:
     return "\n".join(lines)
 
 
-def summary(result, what_ran: str = "") -> str:
+def summary(result, what_ran: str = "", label: str = "Decoding that ran") -> str:
     """Notices (the offline-demo banner first), what ran and how long it took, as markdown."""
     parts = [notices_text(result)]
     if what_ran:
-        parts.append(f"**Decoding that ran:** {what_ran}")
+        parts.append(f"**{label}:** {what_ran}")
     parts.append(f"**Time:** {timing_text(result.timings, result.image_cached)} · model `{result.model}`")
     return "\n\n".join(p for p in parts if p)

@@ -40,7 +40,7 @@ def _menu(count: int, name: str, all_label: str) -> list[tuple[str, int]]:
 class HeatmapViewer:
     """Controls and outputs of the viewer; build inside a layout, then :meth:`connect` to a state."""
 
-    def __init__(self, services: Services, open_by_default: bool = False):
+    def __init__(self, services: Services, open_by_default: bool = True):
         self.services = services
         with gr.Accordion("Where did the model look? (heatmaps)", open=open_by_default):
             with gr.Row():
@@ -105,7 +105,7 @@ class HeatmapViewer:
             cls.words_menu(state, 0),
             gr.update(choices=_menu(maps.num_layers, "layer", "mean of layers"), value=ALL),
             gr.update(choices=_menu(maps.num_heads, "head", "mean of heads"), value=ALL),
-            gr.update(choices=kinds, value=kinds[-1]),  # Grad-CAM where there is one: it is the sharper map
+            gr.update(choices=kinds, value="Attention"),  # what the word read; Grad-CAM is one click away
         )
 
     def render(self, state, text, word, layer, head, kind, opacity) -> tuple:
@@ -132,3 +132,13 @@ class HeatmapViewer:
         main = draw(pick(word), SHOWN_SIZE)
         gallery = [(draw(i, GALLERY_SIZE), w.text) for i, w in enumerate(maps.words)]
         return main, gallery, note
+
+
+def heatmaps_and_raw_result(services: Services) -> tuple[gr.State, gr.JSON]:
+    """The end of every tab: the heatmap viewer over a new state, and the raw result as JSON."""
+    state = gr.State()
+    viewer = HeatmapViewer(services)
+    with gr.Accordion("Raw result (JSON)", open=False):
+        raw = gr.JSON()
+    viewer.connect(state)
+    return state, raw

@@ -9,7 +9,7 @@ import gradio as gr
 
 from . import formatting
 from .errors import friendly
-from .heatmaps import HeatmapViewer, explained
+from .heatmaps import explained, heatmaps_and_raw_result
 from .services import Services
 
 FIRST_TOKENS = ("[ENC]", "[CLS]")
@@ -41,12 +41,7 @@ def match(
     lines = [line.strip() for line in (texts or "").splitlines() if line.strip()]
     if not lines:
         raise ValueError("write at least one text to match, one per line")
-    image = services.image(image_path)
-    if progress:
-        progress(0.1, desc=f"Loading {model} (downloaded on first use)")
-    services.engine.model(model)
-    if progress:
-        progress(0.5, desc="Matching")
+    image = services.prepare(image_path, model, "Matching", progress)
     result = services.engine.match(
         image, lines, model=model, first_token=first_token, explain_words=bool(heatmaps)
     )
@@ -82,14 +77,10 @@ def build(
         label="Scores",
         elem_id="match-table",
     )
-    summary = gr.Markdown()
+    summary = gr.Markdown(elem_id="match-summary")
     with gr.Accordion("ITM or ITC: what is the difference?", open=False):
         gr.Markdown(EXPLANATION)
-    state = gr.State()
-    viewer = HeatmapViewer(services)
-    with gr.Accordion("Raw result (JSON)", open=False):
-        raw = gr.JSON()
-    viewer.connect(state)
+    state, raw = heatmaps_and_raw_result(services)
 
     @friendly
     def handler(image, model, texts, first_token, heatmaps, progress=gr.Progress()):

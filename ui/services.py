@@ -48,3 +48,15 @@ class Services:
         if not path:
             raise ValueError("upload an image first (or pick one of the examples)")
         return self.open_image(path)
+
+    def prepare(
+        self, path: str | None, model: str, doing: str, progress: Callable[..., Any] | None = None
+    ) -> Image.Image:
+        """Open the shared image and make sure ``model`` is loaded, telling the progress bar."""
+        image = self.image(path)
+        if progress:
+            progress(0.1, desc=f"Loading {model} (downloaded on first use)")
+        self.engine.model(model)
+        if progress:
+            progress(0.5, desc=doing)
+        return image

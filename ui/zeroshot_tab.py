@@ -10,7 +10,7 @@ import gradio as gr
 
 from . import formatting
 from .errors import friendly
-from .heatmaps import HeatmapViewer, explained
+from .heatmaps import explained, heatmaps_and_raw_result
 from .services import Services
 
 # Menu label -> the engine's scoring name.
@@ -47,12 +47,7 @@ def classify(
     names = split_labels(labels)
     if not names:
         raise ValueError("write at least one label (separate labels with commas or new lines)")
-    image = services.image(image_path)
-    if progress:
-        progress(0.1, desc=f"Loading {model} (downloaded on first use)")
-    services.engine.model(model)
-    if progress:
-        progress(0.5, desc=f"Scoring {len(names)} labels")
+    image = services.prepare(image_path, model, f"Scoring {len(names)} labels", progress)
     result = services.engine.classify(
         image,
         names,
@@ -69,7 +64,11 @@ def classify(
     rows = [[s.label, round(s.probability, 4), num(s.itc_cosine), num(s.itm_logit)] for s in result.labels]
     probabilities = {s.label: s.probability for s in result.labels}
     prompts = [(template.replace("{}", s.label), s.heatmaps) for s in result.labels]
-    return probabilities, rows, formatting.summary(result), explained(image, prompts), result.to_dict()
+    scoring_text = next(name for name, key in SCORINGS.items() if key == result.scoring)
+    if result.scoring != "itm":
+        scoring_text += f", temperature {result.temperature:g}"
+    summary = formatting.summary(result, f"{scoring_text}; prompts like “{prompts[0][0]}”", "Scoring")
+    return probabilities, rows, summary, explained(image, prompts), result.to_dict()
 
 
 def build(
@@ -97,12 +96,8 @@ def build(
     table = gr.Dataframe(
         headers=["label", "probability", "ITC cosine", "ITM logit"], interactive=False, label="Scores"
     )
-    summary = gr.Markdown()
-    state = gr.State()
-    viewer = HeatmapViewer(services)
-    with gr.Accordion("Raw result (JSON)", open=False):
-        raw = gr.JSON()
-    viewer.connect(state)
+    summary = gr.Markdown(elem_id="zeroshot-summary")
+    state, raw = heatmaps_and_raw_result(services)
 
     @friendly
     def handler(image, model, labels, template, scoring, temperature, heatmaps, progress=gr.Progress()):

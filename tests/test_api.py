@@ -1,0 +1,106 @@
+"""Every API endpoint of the running app, called through ``gradio_client`` as a program would."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from gradio_client import Client, handle_file
+from live_app import running_app
+
+ROOT = Path(__file__).resolve().parents[1]
+SHAPES = sorted((ROOT / "assets" / "examples" / "shapes").glob("*.png"))
+DECODING = {
+    "decoding": "Greedy", "beams": 3, "top_p": 0.9, "top_k": 50, "temperature": 1.0, "min_new_tokens": 1,
+    "max_new_tokens": 20, "repetition_penalty": 1.0, "length_penalty": 1.0, "no_repeat_ngram_size": 0,
+    "count": 1, "seed": 0,
+}  # fmt: skip
+
+pytestmark = pytest.mark.app
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory):
+    log = tmp_path_factory.mktemp("app") / "app.log"
+    with running_app("--offline-demo", log=log) as url:
+        yield Client(url, verbose=False)
+
+
+def rows(table) -> list[list]:
+    return table["data"] if isinstance(table, dict) else table
+
+
+def test_every_task_has_a_named_endpoint(client):
+    names = set(client.view_api(print_info=False, return_format="dict")["named_endpoints"])
+    assert {"/caption", "/ask", "/match", "/classify", "/batch_caption"} <= names
+
+
+def test_caption_endpoint(client):
+    out = client.predict(
+        image=handle_file(str(SHAPES[0])), model="caption-base", prompt="", heatmaps=False, **DECODING,
+        api_name="/caption",
+    )  # fmt: skip
+    captions, _tokens, _token_table, summary, raw = out
+    assert rows(captions)[0][1] == "a small red circle in the centre"
+    assert raw["decoding"]["strategy"] == "greedy" and raw["offline_demo"] is True
+    assert "Offline demo model" in summary
+
+
+def test_ask_endpoint(client):
+    answer, _table, _tokens, _summary, raw = client.predict(
+        image=handle_file(str(SHAPES[0])), model="vqa-base", question="what colour is the circle?",
+        mode="Generate an answer", candidates="", first_token="[ENC]", heatmaps=False, **DECODING,
+        api_name="/ask",
+    )  # fmt: skip
+    assert answer == "## red" and raw["answers"][0]["text"] == "red"
+
+
+def test_match_endpoint(client):
+    table, _summary, _raw = client.predict(
+        image=handle_file(str(SHAPES[0])), model="itm-base-coco",
+        texts="a small red circle in the centre\na large blue star at the top", first_token="[ENC]",
+        heatmaps=True, api_name="/match",
+    )  # fmt: skip
+    first, second = rows(table)
+    assert first[1] > second[1] and first[2] > second[2]
+
+
+def test_classify_endpoint(client):
+    label, table, _summary, _raw = client.predict(
+        image=handle_file(str(SHAPES[0])), model="itm-base-coco", labels="red, green, blue, yellow",
+        template="a {} shape", scoring="ITC (cosine, fast)", temperature=0.07, heatmaps=False,
+        api_name="/classify",
+    )  # fmt: skip
+    assert label["label"] == "red" and rows(table)[0][0] == "red"
+
+
+def test_batch_caption_endpoint(client):
+    table, csv_path = client.predict(
+        files=[handle_file(str(p)) for p in SHAPES[:2]], model="caption-base", decoding="Greedy",
+        api_name="/batch_caption",
+    )  # fmt: skip
+    assert [r[1] for r in rows(table)] == [
+        "a small red circle in the centre",
+        "a large blue circle at the top and a small green triangle at the bottom",
+    ]
+    assert Path(csv_path).read_text().splitlines()[0] == "file,caption,score,seconds,error"
+
+
+def test_out_of_range_parameters_are_refused_with_a_reason(client):
+    image = handle_file(str(SHAPES[0]))
+    with pytest.raises(Exception, match=r"Value 0 is less than minimum value 1"):  # the slider's own range
+        client.predict(
+            image=image, model="caption-base", prompt="", heatmaps=False,
+            **{**DECODING, "decoding": "Beam search", "beams": 0}, api_name="/caption",
+        )  # fmt: skip
+    with pytest.raises(
+        Exception, match=r"Number of outputs must be 1 for greedy search"
+    ):  # the engine's rule
+        client.predict(
+            image=image, model="caption-base", prompt="", heatmaps=False, **{**DECODING, "count": 2},
+            api_name="/caption",
+        )  # fmt: skip
+    with pytest.raises(Exception, match=r"unknown model|not in the list of choices"):
+        client.predict(
+            image=image, model="../../etc", prompt="", heatmaps=False, **DECODING, api_name="/caption"
+        )  # fmt: skip

@@ -1,0 +1,190 @@
+"""The real app in a real browser: Playwright drives the system Chromium against ``python app.py
+--offline-demo`` started as a subprocess. Each tab: load an example, run, check what is visible, change a
+control and check its effect; the shared image carries across tabs; no error toast appears. A screenshot
+per tab goes to ``artifacts/screenshots/`` (kept by CI)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+from live_app import running_app
+
+ROOT = Path(__file__).resolve().parents[1]
+SHOTS = ROOT / "artifacts" / "screenshots"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+         "--no-first-run"]  # fmt: skip
+RUN_TIMEOUT = 120_000  # ms: a run includes loading the model on first use
+
+pytestmark = pytest.mark.browser
+
+
+def _playwright():
+    """Playwright's sync API, or a skip (a failure in CI, where these tests must run)."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        reason = "playwright is not installed (pip install -r requirements-dev.txt)"
+    else:
+        if Path(CHROMIUM).exists():
+            return sync_playwright
+        reason = "no system Chromium (apt-get install -y chromium)"
+    if os.environ.get("CI"):
+        pytest.fail(f"browser tests must run in CI: {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def page(tmp_path_factory):
+    sync_playwright = _playwright()
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    log = tmp_path_factory.mktemp("app") / "app.log"
+    with running_app("--offline-demo", log=log) as url, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
+        page = browser.new_page(viewport={"width": 1280, "height": 1600})
+        page.goto(url)
+        page.locator("#shared-image").wait_for()
+        yield page
+        browser.close()
+
+
+def no_error_toast(page) -> None:
+    errors = page.locator(".toast-body.error")
+    assert errors.count() == 0, errors.first.inner_text()
+
+
+def open_tab(page, name: str) -> None:
+    page.get_by_role("tab", name=name, exact=True).click()
+
+
+def load_example(page, index: int) -> None:
+    """Click the index-th shapes example (they fill the shared image)."""
+    page.locator("#examples-shapes .gallery-item").nth(index).click()
+    page.locator("#shared-image img").first.wait_for()
+
+
+def wait_done(page) -> None:
+    """Wait until no component shows the running indicator."""
+    page.wait_for_function(
+        "() => !document.querySelector('.wrap.generating, .progress-text, .eta-bar')", timeout=RUN_TIMEOUT
+    )
+
+
+def wait_for_text(page, selector: str, text: str) -> None:
+    """Wait until the element's visible text contains ``text``."""
+    page.wait_for_function(
+        "([s, t]) => { const e = document.querySelector(s); return !!e && e.innerText.includes(t); }",
+        arg=[selector, text],
+        timeout=RUN_TIMEOUT,
+    )
+
+
+def test_caption_tab(page):
+    load_example(page, 0)  # a small red circle in the centre
+    open_tab(page, "Caption")
+    page.locator("#caption-run").click()
+    wait_for_text(page, "#caption-table", "a small red circle in the centre")
+    wait_done(page)
+    summary = page.locator("#caption-summary")
+    assert "beam search · 3 beams" in summary.inner_text()
+    assert "Offline demo model" in page.locator("#status").inner_text()
+    assert page.locator("#caption-tokens").get_by_text("circle").count() >= 1
+    caption_panel = page.locator("#caption-panel")
+    caption_panel.locator(".heatmap-overlay img").first.wait_for(timeout=RUN_TIMEOUT)  # a heatmap is shown
+    # Change a control: greedy decoding, then the summary says so.
+    caption_panel.get_by_label("Greedy").check()
+    page.locator("#caption-run").click()
+    wait_for_text(page, "#caption-summary", "greedy search")
+    wait_done(page)
+    page.locator("#caption-panel .heatmap-overlay img").first.wait_for(timeout=RUN_TIMEOUT)
+    no_error_toast(page)
+    page.screenshot(path=str(SHOTS / "caption.png"), full_page=True)
+
+
+def test_ask_tab_reuses_the_image(page):
+    open_tab(page, "Ask")
+    page.locator("#ask-question textarea").fill("what colour is the circle?")
+    page.locator("#ask-run").click()
+    wait_for_text(page, "#ask-answer", "red")
+    wait_done(page)
+    # Change a control: rank candidates instead of generating.
+    panel = page.locator("#ask-panel")
+    panel.get_by_label("Rank my candidate answers").check()
+    panel.locator("#ask-candidates textarea").fill("blue\nred\ngreen")
+    page.locator("#ask-run").click()
+    wait_for_text(page, "#ask-table", "green")
+    wait_done(page)
+    assert re.search(r"red\s+0\.9", page.locator("#ask-table").inner_text())
+    no_error_toast(page)
+    page.screenshot(path=str(SHOTS / "ask.png"), full_page=True)
+
+
+def test_match_tab(page):
+    load_example(page, 1)  # a large blue circle at the top and a small green triangle at the bottom
+    open_tab(page, "Match")
+    right = "a large blue circle at the top and a small green triangle at the bottom"
+    page.locator("#match-texts textarea").fill(f"{right}\na small red star in the centre")
+    page.locator("#match-run").click()
+    wait_for_text(page, "#match-table", "a small red star in the centre")
+    table = page.locator("#match-table")
+    wait_done(page)
+    assert right in table.inner_text()
+    # Change a control: [CLS] first token shows in the raw result's summary.
+    panel = page.locator("#match-panel")
+    panel.get_by_label("[CLS]").check()
+    page.locator("#match-run").click()
+    wait_done(page)
+    page.locator("#match-panel .heatmap-overlay img").first.wait_for(timeout=RUN_TIMEOUT)
+    no_error_toast(page)
+    page.screenshot(path=str(SHOTS / "match.png"), full_page=True)
+
+
+def test_zeroshot_tab_reuses_the_image_encoding(page):
+    open_tab(page, "Zero-shot")  # the picture from the Match tab, already encoded by the same model
+    page.locator("#zeroshot-labels textarea").fill("circle, square, triangle, star")
+    page.locator("#zeroshot-template textarea").fill("a {}")
+    page.locator("#zeroshot-run").click()
+    wait_for_text(page, "#zeroshot-label", "square")
+    wait_done(page)
+    assert top_label(page) in ("circle", "triangle")  # the two shapes in the picture
+    assert "image encoding reused from the cache" in page.locator("#zeroshot-summary").inner_text()
+    # Another picture and other labels change the output.
+    load_example(page, 0)  # a small red circle in the centre
+    page.locator("#zeroshot-labels textarea").fill("red, green, blue, yellow")
+    page.locator("#zeroshot-template textarea").fill("a {} shape")
+    page.locator("#zeroshot-run").click()
+    wait_for_text(page, "#zeroshot-label", "yellow")
+    wait_done(page)
+    assert top_label(page) == "red"
+    # Change the scoring control: the summary says what ran.
+    page.locator("#zeroshot-panel").get_by_label("ITM (match head, every label)").check()
+    page.locator("#zeroshot-run").click()
+    wait_for_text(page, "#zeroshot-summary", "ITM (match head, every label)")
+    assert top_label(page) == "red"
+    no_error_toast(page)
+    page.screenshot(path=str(SHOTS / "zeroshot.png"), full_page=True)
+
+
+def top_label(page) -> str:
+    return page.locator("#zeroshot-label h2, #zeroshot-label .output-class").first.inner_text().strip()
+
+
+def test_batch_and_about_tabs(page):
+    open_tab(page, "Batch")
+    shapes = sorted((ROOT / "assets" / "examples" / "shapes").glob("*.png"))[:2]
+    page.locator("#batch-files input[type=file]").set_input_files([str(p) for p in shapes])
+    wait_for_text(page, "#batch-files", shapes[1].stem)  # uploaded (the name is shown without its suffix)
+    page.locator("#batch-run").click()
+    wait_for_text(page, "#batch-table", "a small red circle in the centre")
+    wait_done(page)
+    assert "a large blue circle at the top" in page.locator("#batch-table").inner_text()
+    wait_for_text(page, "#batch-csv", "captions")  # captions.csv, ready to download
+    no_error_toast(page)
+    page.screenshot(path=str(SHOTS / "batch.png"), full_page=True)
+    open_tab(page, "About")
+    assert "Reading the heatmaps" in page.locator("#about-panel").inner_text()
+    page.screenshot(path=str(SHOTS / "about.png"), full_page=True)
