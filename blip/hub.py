@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
+
+PROBE_TIMEOUT = 3.0  # seconds to wait for a TCP connection to the Hub before calling it unreachable
 
 
 @dataclass(frozen=True)
@@ -71,6 +75,22 @@ def offline_mode() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
 
 
+def hub_endpoint() -> str:
+    """The Hub's address (HF_ENDPOINT, else https://huggingface.co), read at call time."""
+    return os.environ.get("HF_ENDPOINT", "").rstrip("/") or "https://huggingface.co"
+
+
+def hub_reachable(timeout: float = PROBE_TIMEOUT) -> bool:
+    """Can a TCP connection to the Hub be opened within ``timeout`` seconds? (Name lookup included.)"""
+    url = urlsplit(hub_endpoint())
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        with socket.create_connection((url.hostname or "", port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
 def resolve(name_or_dir: str | Path, cache_dir: str | Path | None = None) -> Path:
     """A local checkpoint directory for a model name or path, downloading what is missing.
 
@@ -106,6 +126,9 @@ def download(name: str, cache_dir: str | Path | None = None, refresh: bool = Fal
         except (LocalEntryNotFoundError, CheckpointUnavailableError):
             pass  # not (fully) cached yet
     offline = offline_mode()
+    if not offline and not hub_reachable():
+        # Without this probe the Hub client retries with back-off for about 25 s per file.
+        raise CheckpointUnavailableError(name, entry.repo, f"the Hub is unreachable ({hub_endpoint()})")
     try:
         return _fetch_all(entry, cache_dir, local_only=offline)
     except LocalEntryNotFoundError as err:
