@@ -38,6 +38,8 @@ TINY_IMAGE = dict(image_size=48, patch_size=8)
 BASE_TEXT = dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12)
 BASE_VISION = dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12)
 BASE_IMAGE = dict(image_size=384, patch_size=16)
+# Full-size large: ViT-L/16 at 384 with the same BERT-base text side (for the benchmark).
+LARGE_VISION = dict(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16)
 
 VOCAB = Path(__file__).resolve().parents[1] / "blip" / "resources" / "vocab.txt"
 
@@ -52,6 +54,8 @@ def oracle_config(task: str, size: str):
         text = dict(TINY_TEXT)
     elif size == "base":
         vision, text = dict(BASE_VISION, **BASE_IMAGE), dict(BASE_TEXT)
+    elif size == "large":
+        vision, text = dict(LARGE_VISION, **BASE_IMAGE), dict(BASE_TEXT)
     else:
         raise ValueError(size)
     return BlipConfig(text_config=text, vision_config=vision, architectures=[TASK_CLASSES[task]])
@@ -113,7 +117,7 @@ def build_tied(
     config = oracle_config(task, size)
     torch.manual_seed(seed)
     model = getattr(transformers, TASK_CLASSES[task])(config).eval()
-    _randomise(model, seed, std=0.02 if size == "base" else 0.15)
+    _randomise(model, seed, std=0.15 if size == "tiny" else 0.02)
     if lm_bias:
         with torch.no_grad():
             bias = model.text_decoder.cls.predictions.bias
