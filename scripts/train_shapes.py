@@ -15,7 +15,7 @@ Speed: the full-vocabulary softmax would dominate a CPU step, so losses are comp
 dozen token ids the world uses; the saved LM-head bias of every other id is set very low (and their
 never-trained embedding rows to zero), which keeps the checkpoint a standard full-vocabulary one. Every
 batch is freshly rendered, so no scene is seen twice. The captioner's vision tower and text stack
-initialise the other two. Everything is seeded; the learning rate warms up and decays linearly to zero.
+initialise the other two, and the matcher's text encoder the VQA question encoder. Everything is seeded; the learning rate warms up and decays linearly to zero.
 Run it alone: two PyTorch processes on two cores slow each other down many times over.
 """
 
@@ -361,17 +361,6 @@ def main() -> None:
     decoder = captioner.text_decoder.state_dict()
     bert = captioner.text_decoder.bert.state_dict()
 
-    if "vqa" in tasks:
-        model = QuestionAnsweringModel(config_from_dict(demo_config("vqa")))
-        init_weights(model, seed=2)
-        model.vision_model.load_state_dict(vision)
-        model.text_decoder.load_state_dict(decoder)
-        model.text_encoder.load_state_dict(bert)
-        tie_lm_head(model)
-        # Two-shape scenes carry the hard questions (which shape is "the circle"?): three in four batches.
-        train("vqa", model, steps["vqa"], 32, 5e-4, 2, vqa_loss(used, remap), two_shape_share=0.75)
-        save(model, "vqa", args.out / "vqa", used)
-
     if "retrieval" in tasks:
         model = RetrievalModel(config_from_dict(demo_config("retrieval")))
         init_weights(model, seed=3)
@@ -379,6 +368,25 @@ def main() -> None:
         model.text_encoder.load_state_dict(bert)
         train("retrieval", model, steps["retrieval"], 32, 5e-4, 3, retrieval_loss())
         save(model, "retrieval", args.out / "retrieval", used)
+        matcher = model.text_encoder.state_dict()
+    else:
+        prefix = "text_encoder."
+        matcher = {
+            k[len(prefix) :]: v for k, v in _load(args.out / "retrieval").items() if k.startswith(prefix)
+        }
+
+    if "vqa" in tasks:
+        model = QuestionAnsweringModel(config_from_dict(demo_config("vqa")))
+        init_weights(model, seed=2)
+        model.vision_model.load_state_dict(vision)
+        model.text_decoder.load_state_dict(decoder)
+        # The question encoder starts from the matcher's text encoder, which has already learned to tie
+        # each shape word to its own shape (its hard negatives swap attributes between shapes).
+        model.text_encoder.load_state_dict(matcher)
+        tie_lm_head(model)
+        # Two-shape scenes carry the hard questions (which shape is "the circle"?): three in four batches.
+        train("vqa", model, steps["vqa"], 32, 5e-4, 2, vqa_loss(used, remap), two_shape_share=0.75)
+        save(model, "vqa", args.out / "vqa", used)
     print(f"done in {(time.time() - start) / 60:.1f} minutes", flush=True)
 
 
