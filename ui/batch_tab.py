@@ -36,10 +36,7 @@ def batch_caption(
         raise ValueError(f"at most {MAX_IMAGES} images at once (got {len(paths)})")
     if decoding not in (GREEDY, BEAM):
         raise ValueError(f"decoding must be {GREEDY} or {BEAM}")
-    d = DEFAULTS
-    options = decoding_options(
-        decoding, d["beams"], 1.0, 0, 1.0, d["min_new_tokens"], d["max_new_tokens"], 1.0, 1.0, 0, 1, None
-    )
+    options = decoding_options(**(DEFAULTS | {"decoding": decoding}))
     if progress:
         progress(0.0, desc=f"Loading {model} (downloaded on first use)")
     services.engine.model(model)

@@ -79,7 +79,13 @@ class HeatmapViewer:
             api_visibility="private",
             queue=False,
         ).then(self.render, inputs=[state, *self.controls], outputs=outputs, api_visibility="private")
-        for control in self.controls[1:]:
+        self.word.input(  # the gallery does not depend on the chosen word: redraw only the main map
+            self.render_word,
+            inputs=[state, *self.controls],
+            outputs=[self.overlay, self.note],
+            api_visibility="private",
+        )
+        for control in self.controls[2:]:
             control.input(
                 self.render, inputs=[state, *self.controls], outputs=outputs, api_visibility="private"
             )
@@ -108,30 +114,48 @@ class HeatmapViewer:
             gr.update(choices=kinds, value="Attention"),  # what the word read; Grad-CAM is one click away
         )
 
+    def render_word(self, state, text, word, layer, head, kind, opacity) -> tuple:
+        """Only the chosen word's map over the picture (what a change of word needs), and a note."""
+        if not state or text is None:
+            return None, ""
+        maps, chosen, note = _chosen_maps(state, text, kind)
+        heat = maps.grid_map(word=_index(word), layer=_index(layer), head=_index(head), kind=chosen)
+        return self.services.overlay(state["image"], heat, opacity=float(opacity)), note
+
     def render(self, state, text, word, layer, head, kind, opacity) -> tuple:
         """The chosen map over the picture, and every word's map (same layer, head and kind)."""
         if not state or text is None:
             return None, [], ""
-        _label, maps = state["texts"][int(text)]
-        chosen = KINDS.get(kind, "attention")
-        note = ""
-        if chosen not in maps.kinds():
-            chosen, note = "attention", "Grad-CAM is not available for this text; showing attention."
-
-        def pick(value):
-            return None if value is None or int(value) == ALL else int(value)
-
-        def draw(word_index, size):
-            heat = maps.grid_map(word=word_index, layer=pick(layer), head=pick(head), kind=chosen)
-            picture = state["image"]
-            if size < SHOWN_SIZE:
-                picture = picture.copy()
-                picture.thumbnail((size, size))
-            return self.services.overlay(picture, heat, opacity=float(opacity))
-
-        main = draw(pick(word), SHOWN_SIZE)
-        gallery = [(draw(i, GALLERY_SIZE), w.text) for i, w in enumerate(maps.words)]
+        main, note = self.render_word(state, text, word, layer, head, kind, opacity)
+        maps, chosen, _ = _chosen_maps(state, text, kind)
+        small = state["image"].copy()
+        small.thumbnail((GALLERY_SIZE, GALLERY_SIZE))
+        gallery = [
+            (
+                self.services.overlay(
+                    small,
+                    maps.grid_map(word=i, layer=_index(layer), head=_index(head), kind=chosen),
+                    opacity=float(opacity),
+                ),
+                w.text,
+            )
+            for i, w in enumerate(maps.words)
+        ]
         return main, gallery, note
+
+
+def _index(value) -> int | None:
+    """A menu value as an index; None for "mean of all"."""
+    return None if value is None or int(value) == ALL else int(value)
+
+
+def _chosen_maps(state: dict, text, kind: str):
+    """The heatmaps of the chosen text, the kind of map to draw, and a note if it had to change."""
+    maps = state["texts"][int(text)][1]
+    chosen = KINDS.get(kind, "attention")
+    if chosen not in maps.kinds():
+        return maps, "attention", "Grad-CAM is not available for this text; showing attention."
+    return maps, chosen, ""
 
 
 def heatmaps_and_raw_result(services: Services) -> tuple[gr.State, gr.JSON]:
