@@ -39,23 +39,7 @@ def figures() -> dict[str, float]:
     return shapes_eval.evaluate(shapes_eval.demo_engine(), count=200)
 
 
-# Bars the shipped models do not meet yet (measured in assets/demo/README.md; issue 5 is open for them).
-# Strict: once a retrained model meets one, the test fails until it is removed from this list.
-BELOW_BAR = {
-    "vqa shape",
-    "pointing: ITM Grad-CAM (two shapes)",
-}
-
-
-@pytest.mark.parametrize(
-    "measure",
-    [
-        pytest.param(m, marks=pytest.mark.xfail(strict=True, reason="below its bar: issue 5 open"))
-        if m in BELOW_BAR
-        else m
-        for m in shapes_eval.BARS
-    ],
-)
+@pytest.mark.parametrize("measure", list(shapes_eval.BARS))
 def test_demo_model_meets_its_bar(figures, measure):
     assert figures[measure] >= shapes_eval.BARS[measure], shapes_eval.report(figures)
 
