@@ -36,6 +36,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--model", action="append", default=[], metavar="NAME=DIR",
                         help="also offer a local checkpoint directory under NAME (repeatable)")  # fmt: skip
     parser.add_argument("--mcp", action="store_true", help="also serve the tasks as MCP tools")
+    parser.add_argument("--queue-size", type=int, default=64,
+                        help="requests waiting at most; more are refused with 'queue is full' (default 64)")  # fmt: skip
+    parser.add_argument("--max-sessions", type=int, default=200,
+                        help="sessions whose last results (heatmaps) are kept; the oldest are dropped (default 200)")  # fmt: skip
     parser.add_argument(
         "--share", action="store_true", help="open a public gradio.live link (off by default)"
     )
@@ -68,7 +72,7 @@ def build(args: argparse.Namespace):
 
     from blip import hub, render
     from blip.engine import Engine, default_device
-    from blip.preprocess import load_image
+    from blip.uploads import open_upload
     from ui import Services, build_app
 
     local = local_models(args.model)
@@ -96,7 +100,7 @@ def build(args: argparse.Namespace):
         examples = dict(reversed(examples.items()))
     services = Services(
         engine=engine,
-        open_image=load_image,
+        open_image=open_upload,
         overlay=render.overlay,
         models=models,
         device=str(device),
@@ -118,7 +122,7 @@ def main(argv: list[str] | None = None) -> None:
     mcp = args.mcp and importlib.util.find_spec("mcp") is not None
     if args.mcp and not mcp:
         logging.warning("--mcp needs Gradio's MCP extra: pip install 'gradio[mcp]'; serving without it")
-    app.queue(default_concurrency_limit=1, max_size=64)
+    app.queue(default_concurrency_limit=1, max_size=args.queue_size)
     app.launch(
         server_name=args.host,
         server_port=args.port,
@@ -126,6 +130,7 @@ def main(argv: list[str] | None = None) -> None:
         max_file_size=MAX_UPLOAD,
         mcp_server=mcp,
         allowed_paths=[str(EXAMPLES)],
+        state_session_capacity=args.max_sessions,
         show_error=False,
     )
 

@@ -10,6 +10,7 @@ keys, never a silent partial load.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -37,28 +38,53 @@ def _list_keys(keys: list[str], limit: int = 8) -> str:
     return shown + (f" ... ({len(keys)} in all)" if len(keys) > limit else "")
 
 
+def damaged(path: Path, reason: object) -> CheckpointError:
+    """The error for a weights file that cannot be read: which file, why, and how to get a good copy."""
+    path = Path(path)
+    real = path.resolve()
+    where = f"{path}" + (f" (the cached copy is {real})" if real != path.absolute() else "")
+    return CheckpointError(
+        f"the weights file {where} is damaged or incomplete ({str(reason).splitlines()[0]}). "
+        "Delete it and load the model again: a model from the table is then downloaded afresh "
+        "(or run `python -m blip download NAME`)."
+    )
+
+
+def _read_file(path: Path, read: Callable[[Path], dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    try:
+        state = read(path)
+    except Exception as err:  # truncated downloads, bad headers, pickles that are not plain tensors
+        raise damaged(path, err) from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path} does not hold a state dict")
+    return state
+
+
 def read_state_dict(directory: str | Path) -> dict[str, torch.Tensor]:
     """Load the raw tensors of a checkpoint directory (on CPU), preferring safetensors.
 
     ``pytorch_model.bin`` is a pickle: it is only ever read with ``weights_only=True``, which refuses
-    anything but tensors and plain containers.
+    anything but tensors and plain containers. A file that cannot be read raises a
+    :class:`CheckpointError` naming it and saying how to replace it.
     """
     directory = Path(directory)
     from safetensors.torch import load_file
 
     if (directory / SAFETENSORS).is_file():
-        return load_file(directory / SAFETENSORS)
+        return _read_file(directory / SAFETENSORS, load_file)
     if (directory / SAFETENSORS_INDEX).is_file():
-        shards = set(json.loads((directory / SAFETENSORS_INDEX).read_text())["weight_map"].values())
+        try:
+            shards = set(json.loads((directory / SAFETENSORS_INDEX).read_text())["weight_map"].values())
+        except (ValueError, KeyError, AttributeError) as err:
+            raise damaged(directory / SAFETENSORS_INDEX, err) from None
         state: dict[str, torch.Tensor] = {}
         for shard in sorted(shards):
-            state.update(load_file(directory / shard))
+            state.update(_read_file(directory / shard, load_file))
         return state
     if (directory / PYTORCH_BIN).is_file():
-        state = torch.load(directory / PYTORCH_BIN, map_location="cpu", weights_only=True)
-        if not isinstance(state, dict):
-            raise CheckpointError(f"{directory / PYTORCH_BIN} does not hold a state dict")
-        return state
+        return _read_file(
+            directory / PYTORCH_BIN, lambda path: torch.load(path, map_location="cpu", weights_only=True)
+        )
     raise CheckpointError(f"no {SAFETENSORS} or {PYTORCH_BIN} in {directory}")
 
 

@@ -25,8 +25,8 @@ from .config import ConfigError
 from .decoding import STRATEGIES, DecodingOptions
 from .engine import FIRST_TOKENS, SCORINGS, Engine, default_device
 from .explain import Heatmaps
-from .preprocess import load_image
 from .results import GeneratedItem, Result
+from .uploads import UploadError, open_upload
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 # DecodingOptions fields set by flags of the same name (--top-p), except where FLAGS says; not offered:
@@ -51,10 +51,9 @@ class RunError(RuntimeError):
 def open_image(path: str) -> Image.Image:
     """The picture at ``path`` (upright), or a :class:`RunError` saying why it cannot be read."""
     try:
-        return load_image(path)
-    except OSError as err:  # missing file, no permission, or not an image (PIL's UnidentifiedImageError)
-        reason = err.strerror or "not a readable image file"
-        raise RunError(f"cannot read image {path}: {reason}") from None
+        return open_upload(path)
+    except UploadError as err:  # missing, empty, not an image, damaged, or too large
+        raise RunError(f"cannot read image {path}: {err}") from None
 
 
 def make_engine(args: argparse.Namespace) -> tuple[Engine, str]:

@@ -60,7 +60,9 @@ class DecodingOptions:
             f"between 1 and {MAX_POSITIONS - 64}",
         )
         need(
-            0 <= self.min_new_tokens <= self.max_new_tokens, "min_new_tokens", "between 0 and max_new_tokens"
+            0 <= self.min_new_tokens <= self.max_new_tokens,
+            "min_new_tokens",
+            f"between 0 and max_new_tokens ({self.max_new_tokens})",
         )
         need(1 <= self.num_beams <= 16, "num_beams", "between 1 and 16")
         need(-10.0 <= self.length_penalty <= 10.0, "length_penalty", "between -10 and 10")

@@ -14,6 +14,7 @@ import hashlib
 import math
 import threading
 import time
+import unicodedata
 from collections import Counter, OrderedDict
 from collections.abc import Callable
 from dataclasses import asdict, fields
@@ -38,7 +39,7 @@ from .results import (
     RankedAnswerItem,
     TokenInfo,
 )
-from .tokenizer import CLS_ID, ENC_ID
+from .tokenizer import CLS_ID, ENC_ID, UNK_ID
 
 # The offline demo models (trained on the shapes world by scripts/train_shapes.py), one per task.
 DEMO_DIR = Path(__file__).resolve().parents[1] / "assets" / "demo"
@@ -78,6 +79,28 @@ def decoding_options(options: DecodingOptions | dict | None) -> DecodingOptions:
     if unknown:
         raise ValueError(f"unknown decoding option(s): {', '.join(unknown)}")
     return DecodingOptions(**options)
+
+
+def readable(text: str) -> str:
+    """``text`` without control and format characters (NUL, escape codes, bidirectional marks), which
+    the tokenizer would drop anyway, and without surrounding whitespace: "is it empty?" means this."""
+    kept = (
+        " " if ch in "\t\n\r" else ch for ch in text if unicodedata.category(ch)[0] != "C" or ch in "\t\n\r"
+    )
+    return "".join(kept).strip()
+
+
+def text_notices(tokenizer, texts: list[str], what: str) -> list[str]:
+    """Notices for texts longer than the model reads or holding characters its vocabulary lacks."""
+    notices = []
+    for i, text in enumerate(texts):
+        name = what if len(texts) == 1 else f"{what} {i + 1}"
+        ids = tokenizer.encode(text)
+        if len(ids) > tasks.MAX_TEXT_TOKENS:
+            notices.append(f"{name} was cut to its first {tasks.MAX_TEXT_TOKENS} tokens (the model's limit)")
+        if UNK_ID in ids:
+            notices.append(f"{name} has characters the model's vocabulary does not know (read as [UNK])")
+    return notices
 
 
 def default_device() -> str:
@@ -259,14 +282,10 @@ class Engine:
             raise ValueError(f"first_token must be one of {', '.join(FIRST_TOKENS)}")
         return FIRST_TOKENS[first_token]
 
-    def _encode_texts(self, loaded: LoadedModel, texts: list[str], first_token: str):
+    def _encode_texts(self, loaded: LoadedModel, texts: list[str], first_token: str, what: str = "text"):
         ids, mask = loaded.tokenizer.encode_batch(texts, max_length=tasks.MAX_TEXT_TOKENS)
         ids[:, 0] = self._first_token(first_token)
-        notices = [
-            f"text {i + 1} was cut to {tasks.MAX_TEXT_TOKENS} tokens"
-            for i, text in enumerate(texts)
-            if len(loaded.tokenizer.encode(text)) > tasks.MAX_TEXT_TOKENS
-        ]
+        notices = text_notices(loaded.tokenizer, texts, what)
         return ids.to(loaded.device), mask.to(loaded.device), notices
 
     @staticmethod
@@ -299,6 +318,7 @@ class Engine:
     ) -> CaptionResult:
         """Caption ``image``; with ``explain_tokens``, attention and Grad-CAM maps for every word."""
         options = decoding_options(options)
+        prompt = readable(prompt)
         clock = Stopwatch()
         loaded = self._typed(model, CaptionModel, "captioning")
         clock.mark("load")
@@ -319,6 +339,7 @@ class Engine:
                 timings=clock.timings,
                 image_cached=cached,
                 prompt=prompt,
+                notices=text_notices(loaded.tokenizer, [prompt], "the prompt") if prompt else [],
                 captions=self._items(loaded, texts, maps),
                 decoding=asdict(options),
             ),
@@ -344,7 +365,8 @@ class Engine:
         explain_tokens: bool = False,
     ) -> AnswerResult:
         """Answer ``question``: generate (default) or rank the given ``candidates``."""
-        if not question.strip():
+        question = readable(question)
+        if not question:
             raise ValueError("the question is empty")
         options = decoding_options(options)
         clock = Stopwatch()
@@ -353,15 +375,13 @@ class Engine:
         embeds, cached = self.image_embeds(loaded, image)
         clock.mark("vision")
         token = self._first_token(first_token)
-        notices = []
-        if len(loaded.tokenizer.encode(question)) > tasks.MAX_TEXT_TOKENS:
-            notices.append(f"the question was cut to {tasks.MAX_TEXT_TOKENS} tokens")
+        notices = text_notices(loaded.tokenizer, [question], "the question")
         states = tasks.encode_question(loaded.model, loaded.tokenizer, embeds, question, token)
         result = AnswerResult(
             model=model, question=question, first_token=first_token, image_cached=cached, notices=notices
         )
         if candidates is not None:
-            candidates = [c.strip() for c in candidates if c.strip()]
+            candidates = [c for c in map(readable, candidates) if c]
             if not candidates:
                 raise ValueError("give at least one candidate answer")
             ranked = tasks.rank_answers(
@@ -406,7 +426,7 @@ class Engine:
         explain_words: bool = False,
     ) -> MatchResult:
         """ITM match probability and ITC cosine of ``image`` with each text (one text per row)."""
-        texts = [t.strip() for t in texts if t.strip()]
+        texts = [t for t in map(readable, texts) if t]
         if not texts:
             raise ValueError("give at least one text to match")
         if len(texts) > MAX_TEXTS:
@@ -464,7 +484,7 @@ class Engine:
         Scoring: "itc" (softmax of cosines / temperature), "itm" (softmax over labels of the match
         logit), or "itc+itm" (ITC keeps the ``shortlist`` best labels; ITM re-ranks them; the rest get 0).
         """
-        labels = list(dict.fromkeys(label.strip() for label in labels if label.strip()))
+        labels = list(dict.fromkeys(label for label in map(readable, labels) if label))
         if not labels:
             raise ValueError("give at least one label")
         notices = []
@@ -485,7 +505,7 @@ class Engine:
         embeds, cached = self.image_embeds(loaded, image)
         clock.mark("vision")
         prompts = [template.replace("{}", label) for label in labels]
-        ids, mask, cut = self._encode_texts(loaded, prompts, first_token)
+        ids, mask, cut = self._encode_texts(loaded, prompts, first_token, "label")
         notices += cut
         m, n = loaded.model, len(labels)
         cosines = itm = None

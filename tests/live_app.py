@@ -9,6 +9,7 @@ import sys
 import time
 import urllib.request
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -20,38 +21,75 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+@dataclass
+class LiveApp:
+    url: str
+    process: subprocess.Popen
+
+    def rss_mib(self) -> float:
+        """The server process's resident memory now (Linux), in MiB."""
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        raise RuntimeError("no VmRSS line in /proc status")
+
+    def alive(self) -> bool:
+        if self.process.poll() is not None:
+            return False
+        try:
+            with urllib.request.urlopen(self.url, timeout=10) as response:
+                return response.status == 200
+        except OSError:
+            return False
+
+
 @contextmanager
-def running_app(*flags: str, log: Path, timeout: float = 180.0):
-    """Yield the URL of ``python app.py FLAGS`` once it answers; stop it afterwards."""
+def live_app(*flags: str, log: Path, timeout: float = 180.0, env: dict[str, str] | None = None):
+    """Yield a :class:`LiveApp` for ``python app.py FLAGS`` once it answers; stop it afterwards.
+
+    ``env`` adds to (or, with an empty value, removes from) the environment; by default the Hub is
+    off (HF_HUB_OFFLINE=1).
+    """
     port = free_port()
-    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+    full_env = {
+        **os.environ,
+        "GRADIO_ANALYTICS_ENABLED": "False",
+        "HF_HUB_OFFLINE": "1",
+        "PYTHONUNBUFFERED": "1",
+    }
+    for key, value in (env or {}).items():
+        if value:
+            full_env[key] = value
+        else:
+            full_env.pop(key, None)
     with log.open("w") as out:
         process = subprocess.Popen(
             [sys.executable, "app.py", "--port", str(port), *flags],
             cwd=ROOT,
-            env=env,
+            env=full_env,
             stdout=out,
             stderr=subprocess.STDOUT,
         )
-    url = f"http://127.0.0.1:{port}/"
+    app = LiveApp(f"http://127.0.0.1:{port}/", process)
     try:
         deadline = time.monotonic() + timeout
-        while True:
+        while not app.alive():
             if process.poll() is not None:
                 raise RuntimeError(f"the app exited with code {process.returncode}:\n{log.read_text()}")
-            try:
-                with urllib.request.urlopen(url, timeout=5) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
             if time.monotonic() > deadline:
                 raise RuntimeError(f"the app did not answer within {timeout:.0f} s:\n{log.read_text()}")
             time.sleep(0.5)
-        yield url
+        yield app
     finally:
         process.terminate()
         try:
             process.wait(timeout=20)
         except subprocess.TimeoutExpired:
             process.kill()
+
+
+@contextmanager
+def running_app(*flags: str, log: Path, timeout: float = 180.0):
+    """Yield the URL of ``python app.py FLAGS`` once it answers; stop it afterwards."""
+    with live_app(*flags, log=log, timeout=timeout) as app:
+        yield app.url

@@ -86,21 +86,34 @@ def test_batch_caption_endpoint(client):
     assert Path(csv_path).read_text().splitlines()[0] == "file,caption,score,seconds,error"
 
 
-def test_out_of_range_parameters_are_refused_with_a_reason(client):
-    image = handle_file(str(SHAPES[0]))
-    with pytest.raises(Exception, match=r"Value 0 is less than minimum value 1"):  # the slider's own range
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"decoding": "Beam search", "beams": 0}, r"Beams \(beam search\) must be between 1 and 10 \(got 0\)"),
+        ({"decoding": "Beam search", "beams": -3}, r"Beams \(beam search\) must be between 1 and 10 \(got -3\)"),
+        ({"decoding": "Beam search", "beams": 1000}, r"Beams \(beam search\) must be between 1 and 10 \(got 1000\)"),
+        ({"decoding": "Nucleus sampling (top-p)", "top_p": 0}, r"Top-p \(nucleus sampling\) must be between 0.05 and 1 \(got 0\)"),
+        ({"decoding": "Nucleus sampling (top-p)", "top_p": 1.5}, r"Top-p \(nucleus sampling\) must be between 0.05 and 1 \(got 1.5\)"),
+        ({"decoding": "Top-k sampling", "temperature": 0}, r"Temperature \(sampling\) must be between 0.1 and 2 \(got 0\)"),
+        ({"max_new_tokens": 3, "min_new_tokens": 9}, r"Min new tokens must be between 0 and Max new tokens \(3\)"),
+        ({"max_new_tokens": "many"}, r"Max new tokens must be between 1 and 100 \(got 'many'\)"),
+        ({"seed": -1}, r"Seed \(sampling; empty = random\) must be between 0 and 4294967295"),
+        ({"count": 2}, r"Number of outputs must be 1 for greedy search"),  # the engine's rule
+        ({"decoding": "Telepathy"}, r"Decoding must be one of 'Greedy', 'Beam search'"),
+    ],
+)  # fmt: skip
+def test_out_of_range_parameters_are_refused_naming_the_parameter(client, changes, message):
+    with pytest.raises(Exception, match=message):
         client.predict(
-            image=image, model="caption-base", prompt="", heatmaps=False,
-            **{**DECODING, "decoding": "Beam search", "beams": 0}, api_name="/caption",
+            image=handle_file(str(SHAPES[0])), model="caption-base", prompt="", heatmaps=False,
+            **{**DECODING, **changes}, api_name="/caption",
         )  # fmt: skip
-    with pytest.raises(
-        Exception, match=r"Number of outputs must be 1 for greedy search"
-    ):  # the engine's rule
+
+
+@pytest.mark.parametrize("model", ["caption-huge", "../../etc", str(ROOT / "assets" / "demo" / "caption")])
+def test_only_offered_model_names_are_accepted(client, model):
+    with pytest.raises(Exception, match=r"Model must be one of 'caption-base'"):
         client.predict(
-            image=image, model="caption-base", prompt="", heatmaps=False, **{**DECODING, "count": 2},
+            image=handle_file(str(SHAPES[0])), model=model, prompt="", heatmaps=False, **DECODING,
             api_name="/caption",
-        )  # fmt: skip
-    with pytest.raises(Exception, match=r"unknown model|not in the list of choices"):
-        client.predict(
-            image=image, model="../../etc", prompt="", heatmaps=False, **DECODING, api_name="/caption"
         )  # fmt: skip

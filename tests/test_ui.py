@@ -13,7 +13,7 @@ import pytest
 
 from blip import render
 from blip.engine import Engine
-from blip.preprocess import load_image
+from blip.uploads import open_upload
 from ui import ask_tab, batch_tab, caption_tab, match_tab, zeroshot_tab
 from ui.decoding import BEAM, DECODINGS, DEFAULTS, GREEDY, NUCLEUS, TOP_K, decoding_options
 from ui.errors import friendly
@@ -36,7 +36,7 @@ def truth(path: str) -> str:
 @pytest.fixture(scope="module")
 def services() -> Services:
     engine = Engine(device="cpu", demo="always")
-    return Services(engine=engine, open_image=load_image, overlay=render.overlay, models=MODELS)
+    return Services(engine=engine, open_image=open_upload, overlay=render.overlay, models=MODELS)
 
 
 def controls(decoding: str = BEAM, **changes) -> list:
@@ -107,7 +107,7 @@ def test_bad_controls_give_a_message_naming_the_control(services):
     handler = friendly(caption_tab.caption)
     with pytest.raises(gr.Error, match="Number of outputs must be 1 for greedy search"):
         handler(services, RED_CIRCLE, "caption-base", "", controls(GREEDY, count=2))
-    with pytest.raises(gr.Error, match="Min new tokens must be between 0 and max_new_tokens"):
+    with pytest.raises(gr.Error, match=r"Min new tokens must be between 0 and Max new tokens \(3\)"):
         handler(
             services, RED_CIRCLE, "caption-base", "", controls(GREEDY, min_new_tokens=9, max_new_tokens=3)
         )
@@ -115,7 +115,7 @@ def test_bad_controls_give_a_message_naming_the_control(services):
         handler(services, None, "caption-base", "", controls())
     with pytest.raises(gr.Error, match="Unknown model 'caption-huge'"):
         handler(services, RED_CIRCLE, "caption-huge", "", controls())
-    with pytest.raises(gr.Error, match="Cannot identify image file"):
+    with pytest.raises(gr.Error, match="This file is not an image that can be read"):
         handler(services, str(ROOT / "README.md"), "caption-base", "", controls())
 
 
@@ -201,7 +201,7 @@ def test_batch_captions_every_image_and_writes_csv(services, tmp_path):
         services, [*map(str, SHAPES[:3]), str(broken)], "caption-base", GREEDY
     )
     assert [r[1] for r in rows[:3]] == [truth(str(p)) for p in SHAPES[:3]]
-    assert rows[3][0] == "broken.jpg" and "cannot identify image file" in rows[3][4].lower()
+    assert rows[3][0] == "broken.jpg" and "not an image that can be read" in rows[3][4]
     with open(path, newline="", encoding="utf-8") as file:
         table = list(csv.reader(file))
     assert table[0] == batch_tab.COLUMNS and [r[1] for r in table[1:]] == [r[1] for r in rows]

@@ -8,7 +8,7 @@ from typing import Any
 
 import gradio as gr
 
-from . import formatting
+from . import controls, formatting
 from .decoding import DecodingControls, decoding_options
 from .errors import friendly
 from .heatmaps import explained, heatmaps_and_raw_result
@@ -80,8 +80,8 @@ def build(
 ) -> None:
     models = services.models["vqa"]
     with gr.Row():
-        model = gr.Dropdown(models, value=models[0], label="Model")
-        mode = gr.Radio([GENERATE, RANK], value=GENERATE, label="Mode")
+        model = controls.dropdown(models, value=models[0], label="Model")
+        mode = controls.radio([GENERATE, RANK], value=GENERATE, label="Mode")
     question = gr.Textbox(label="Question", placeholder="what colour is the circle?", elem_id="ask-question")
     candidates = gr.Textbox(
         label="Candidate answers (rank mode; one per line)",
@@ -91,9 +91,9 @@ def build(
     )
     if examples:
         gr.Examples(examples, inputs=[question], label="Example questions")
-    controls = DecodingControls("answers", min_new_tokens=1, max_new_tokens=10)
+    decoding_controls = DecodingControls("answers", min_new_tokens=1, max_new_tokens=10)
     with gr.Accordion("Question encoding", open=False):
-        first_token = gr.Radio(
+        first_token = controls.radio(
             list(FIRST_TOKENS),
             value="[ENC]",
             label="First token of the question ([ENC] as BLIP was trained; [CLS] as transformers does)",
@@ -125,7 +125,7 @@ def build(
 
     event = run.click(
         services.gpu(handler),
-        inputs=[image, model, question, mode, candidates, first_token, heatmaps, *controls.inputs],
+        inputs=[image, model, question, mode, candidates, first_token, heatmaps, *decoding_controls.inputs],
         outputs=[answer, table, tokens, summary, state, raw],
         api_name="ask",
         concurrency_id="vqa",

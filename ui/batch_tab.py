@@ -10,6 +10,7 @@ from typing import Any
 
 import gradio as gr
 
+from . import controls
 from .decoding import BEAM, DEFAULTS, GREEDY, decoding_options
 from .errors import friendly, user_message
 from .services import Services
@@ -69,8 +70,8 @@ def build(services: Services, after: Callable[[Any], Any]) -> None:
         elem_id="batch-files",
     )
     with gr.Row():
-        model = gr.Dropdown(models, value=models[0], label="Model")
-        decoding = gr.Radio([GREEDY, BEAM], value=BEAM, label="Decoding")
+        model = controls.dropdown(models, value=models[0], label="Model")
+        decoding = controls.radio([GREEDY, BEAM], value=BEAM, label="Decoding")
     run = gr.Button("Caption all", variant="primary", elem_id="batch-run")
     table = gr.Dataframe(headers=COLUMNS, interactive=False, label="Captions", elem_id="batch-table")
     download = gr.File(label="Download as CSV", interactive=False, elem_id="batch-csv")

@@ -8,7 +8,7 @@ from typing import Any
 
 import gradio as gr
 
-from . import formatting
+from . import controls, formatting
 from .decoding import DecodingControls, decoding_options
 from .errors import friendly
 from .heatmaps import explained, heatmaps_and_raw_result
@@ -59,8 +59,8 @@ def caption(
 def build(services: Services, image: gr.Image, after: Callable[[Any], Any]) -> None:
     """The tab's layout and events; ``image`` is the shared picture, ``after`` chains the status update."""
     models = services.models["caption"]
-    model = gr.Dropdown(models, value=models[0], label="Model")
-    controls = DecodingControls("captions")
+    model = controls.dropdown(models, value=models[0], label="Model")
+    decoding_controls = DecodingControls("captions")
     prompt = gr.Textbox(
         label="Prompt prefix (optional: the caption continues it)", placeholder="a picture of"
     )
@@ -92,7 +92,7 @@ def build(services: Services, image: gr.Image, after: Callable[[Any], Any]) -> N
 
     event = run.click(
         services.gpu(handler),
-        inputs=[image, model, prompt, heatmaps, *controls.inputs],
+        inputs=[image, model, prompt, heatmaps, *decoding_controls.inputs],
         outputs=[captions, tokens, token_table, summary, state, raw],
         api_name="caption",
         concurrency_id="caption",

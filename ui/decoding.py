@@ -6,6 +6,8 @@ from typing import Any
 
 import gradio as gr
 
+from . import controls
+
 # What the decoding menu offers, mapped to the engine's strategies by decoding_options.
 GREEDY, BEAM, NUCLEUS, TOP_K = "Greedy", "Beam search", "Nucleus sampling (top-p)", "Top-k sampling"
 DECODINGS = (GREEDY, BEAM, NUCLEUS, TOP_K)
@@ -71,36 +73,44 @@ class DecodingControls:
 
     def __init__(self, what: str, **overrides: Any):
         values = DEFAULTS | overrides
-        self.decoding = gr.Radio(list(DECODINGS), value=values["decoding"], label="Decoding")
+        self.decoding = controls.radio(list(DECODINGS), value=values["decoding"], label="Decoding")
         with gr.Accordion("Advanced decoding", open=False):
             with gr.Row():
-                self.beams = gr.Slider(1, 10, value=values["beams"], step=1, label="Beams (beam search)")
-                self.length_penalty = gr.Slider(
+                self.beams = controls.slider(
+                    1, 10, value=values["beams"], step=1, label="Beams (beam search)"
+                )
+                self.length_penalty = controls.slider(
                     -2.0, 2.0, value=values["length_penalty"], step=0.1, label="Length penalty (beam search)"
                 )
-                self.count = gr.Slider(1, 5, value=values["count"], step=1, label=f"Number of {what}")
+                self.count = controls.slider(1, 5, value=values["count"], step=1, label=f"Number of {what}")
             with gr.Row():
-                self.top_p = gr.Slider(
+                self.top_p = controls.slider(
                     0.05, 1.0, value=values["top_p"], step=0.05, label="Top-p (nucleus sampling)"
                 )
-                self.top_k = gr.Slider(1, 200, value=values["top_k"], step=1, label="Top-k (top-k sampling)")
-                self.temperature = gr.Slider(
+                self.top_k = controls.slider(
+                    1, 200, value=values["top_k"], step=1, label="Top-k (top-k sampling)"
+                )
+                self.temperature = controls.slider(
                     0.1, 2.0, value=values["temperature"], step=0.05, label="Temperature (sampling)"
                 )
-                self.seed = gr.Number(
-                    value=values["seed"], precision=0, label="Seed (sampling; empty = random)"
+                self.seed = controls.number(
+                    value=values["seed"],
+                    precision=0,
+                    minimum=0,
+                    maximum=2**32 - 1,
+                    label="Seed (sampling; empty = random)",
                 )
             with gr.Row():
-                self.min_new = gr.Slider(
+                self.min_new = controls.slider(
                     0, 50, value=values["min_new_tokens"], step=1, label="Min new tokens"
                 )
-                self.max_new = gr.Slider(
+                self.max_new = controls.slider(
                     1, 100, value=values["max_new_tokens"], step=1, label="Max new tokens"
                 )
-                self.repetition = gr.Slider(
+                self.repetition = controls.slider(
                     1.0, 3.0, value=values["repetition_penalty"], step=0.05, label="Repetition penalty"
                 )
-                self.no_repeat = gr.Slider(
+                self.no_repeat = controls.slider(
                     0,
                     5,
                     value=values["no_repeat_ngram_size"],

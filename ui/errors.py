@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 from collections.abc import Callable
 
 import gradio as gr
@@ -29,9 +30,8 @@ CONTROL_LABELS = {
 def user_message(err: Exception) -> str:
     """A one-line explanation, with engine parameter names replaced by control labels."""
     text = str(err) or type(err).__name__
-    head, _, rest = text.partition(" ")
-    if head in CONTROL_LABELS:
-        text = f"{CONTROL_LABELS[head]} {rest}"
+    for name, label in CONTROL_LABELS.items():
+        text = re.sub(rf"\b{name}\b", label, text)
     return text[:1].upper() + text[1:]
 
 

@@ -158,9 +158,14 @@ def _chosen_maps(state: dict, text, kind: str):
     return maps, chosen, ""
 
 
+STATE_SECONDS = 30 * 60
+
+
 def heatmaps_and_raw_result(services: Services) -> tuple[gr.State, gr.JSON]:
     """The end of every tab: the heatmap viewer over a new state, and the raw result as JSON."""
-    state = gr.State()
+    # Heatmaps of a base model run to megabytes per result: each session keeps its last result's for
+    # half an hour (Gradio then drops them), so memory stays bounded under many users.
+    state = gr.State(time_to_live=STATE_SECONDS)
     viewer = HeatmapViewer(services)
     with gr.Accordion("Raw result (JSON)", open=False):
         raw = gr.JSON()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from . import about_tab, ask_tab, batch_tab, caption_tab, match_tab, zeroshot_tab
+from . import about_tab, ask_tab, batch_tab, caption_tab, controls, match_tab, zeroshot_tab
 from .services import Services
 from .status import status_text
 
@@ -36,8 +36,8 @@ def build_app(services: Services) -> gr.Blocks:
             event.then(lambda: status_text(services), outputs=status, api_visibility="private", queue=False)
 
         with gr.Row():
-            image = gr.Image(
-                type="filepath",
+            # The handlers open the upload themselves, to say what is wrong with a bad file.
+            image = controls.image_path(
                 image_mode=None,  # keep the file as uploaded: the engine converts colour modes itself
                 sources=["upload", "clipboard"],
                 label="Image (shared by every tab)",

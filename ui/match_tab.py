@@ -7,7 +7,7 @@ from typing import Any
 
 import gradio as gr
 
-from . import formatting
+from . import controls, formatting
 from .errors import friendly
 from .heatmaps import explained, heatmaps_and_raw_result
 from .services import Services
@@ -55,8 +55,8 @@ def build(
 ) -> None:
     models = services.models["retrieval"]
     with gr.Row():
-        model = gr.Dropdown(models, value=models[0], label="Model")
-        first_token = gr.Radio(
+        model = controls.dropdown(models, value=models[0], label="Model")
+        first_token = controls.radio(
             list(FIRST_TOKENS),
             value="[ENC]",
             label="First token of the texts ([ENC] as BLIP was trained; [CLS] as transformers does)",

@@ -8,7 +8,7 @@ from typing import Any
 
 import gradio as gr
 
-from . import formatting
+from . import controls, formatting
 from .errors import friendly
 from .heatmaps import explained, heatmaps_and_raw_result
 from .services import Services
@@ -75,7 +75,7 @@ def build(
     services: Services, image: gr.Image, after: Callable[[Any], Any], examples: list[list[str]] = ()
 ) -> None:
     models = services.models["retrieval"]
-    model = gr.Dropdown(models, value=models[0], label="Model")
+    model = controls.dropdown(models, value=models[0], label="Model")
     labels = gr.Textbox(
         label="Labels (separated by commas or new lines)",
         lines=2,
@@ -86,8 +86,8 @@ def build(
         template = gr.Textbox(
             value="a picture of {}", label="Prompt template ({} is the label)", elem_id="zeroshot-template"
         )
-        scoring = gr.Radio(list(SCORINGS), value=next(iter(SCORINGS)), label="Scoring")
-        temperature = gr.Slider(0.01, 1.0, value=0.07, step=0.01, label="Temperature (ITC)")
+        scoring = controls.radio(list(SCORINGS), value=next(iter(SCORINGS)), label="Scoring")
+        temperature = controls.slider(0.01, 1.0, value=0.07, step=0.01, label="Temperature (ITC)")
     if examples:
         gr.Examples(examples, inputs=[labels, template], label="Example labels and templates")
     heatmaps = gr.Checkbox(value=False, label="Compute heatmaps for every label")

@@ -1,0 +1,113 @@
+"""Gradio inputs that check what the API sends them and say which control was wrong.
+
+The browser keeps a slider inside its range and a dropdown on its choices, but the API does not: a
+client can send beams -3, top-p 7 or a model name that does not exist. Gradio's own checks catch most
+of that, with messages such as "Value 0 is less than minimum value 1." that do not say which of a dozen
+parameters was meant. The factories below build the standard components and run the same checks
+first, naming the control and what it allows.
+
+(They wrap the instance's ``preprocess`` rather than subclass: Gradio writes a ``.pyi`` stub next to
+the source of every component subclass when it is defined, which a read-only deployment cannot take.)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import gradio as gr
+
+C = TypeVar("C", bound=gr.components.Component)
+
+
+def _label(component: gr.components.Component) -> str:
+    return component.label or "This value"
+
+
+def _number(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else f"{x:g}"
+
+
+def _in_range(
+    component: gr.components.Component, payload: Any, low: float | None, high: float | None
+) -> float:
+    """``payload`` as a finite number within [low, high], or a ``gr.Error`` naming the control."""
+    allowed = (
+        f"between {_number(low)} and {_number(high)}" if low is not None and high is not None else "a number"
+    )
+    if isinstance(payload, bool) or not isinstance(payload, int | float | str):
+        raise gr.Error(f"{_label(component)} must be {allowed} (got {payload!r})", print_exception=False)
+    try:
+        value = float(payload)
+    except ValueError:
+        raise gr.Error(
+            f"{_label(component)} must be {allowed} (got {payload!r})", print_exception=False
+        ) from None
+    if not math.isfinite(value) or (low is not None and value < low) or (high is not None and value > high):
+        raise gr.Error(f"{_label(component)} must be {allowed} (got {payload!r})", print_exception=False)
+    return value
+
+
+def _guard(component: C, check: Callable[[C, Any], Any]) -> C:
+    """Make ``component`` run ``check`` on every incoming value before its own preprocessing."""
+    original = component.preprocess
+
+    def preprocess(payload: Any) -> Any:
+        return original(check(component, payload))
+
+    component.preprocess = preprocess  # type: ignore[method-assign]
+    return component
+
+
+def slider(*args: Any, **kwargs: Any) -> gr.Slider:
+    """A ``gr.Slider`` whose API values are checked against its range, by name."""
+    return _guard(gr.Slider(*args, **kwargs), lambda c, payload: _in_range(c, payload, c.minimum, c.maximum))
+
+
+def number(*args: Any, **kwargs: Any) -> gr.Number:
+    """A ``gr.Number`` whose API values are checked against its bounds, by name (empty stays empty)."""
+
+    def check(c: gr.Number, payload: Any) -> Any:
+        return None if payload is None else _in_range(c, payload, c.minimum, c.maximum)
+
+    return _guard(gr.Number(*args, **kwargs), check)
+
+
+def _one_of(component: gr.components.Component, payload: Any) -> Any:
+    choices = [value for _, value in component.choices]
+    if payload is not None and payload not in choices:
+        listed = ", ".join(repr(c) for c in choices[:20]) + (", ..." if len(choices) > 20 else "")
+        raise gr.Error(
+            f"{_label(component)} must be one of {listed} (got {payload!r})", print_exception=False
+        )
+    return payload
+
+
+def dropdown(*args: Any, **kwargs: Any) -> gr.Dropdown:
+    """A single-choice ``gr.Dropdown`` whose API values must be one of its choices, checked by name."""
+    return _guard(gr.Dropdown(*args, **kwargs), _one_of)
+
+
+def radio(*args: Any, **kwargs: Any) -> gr.Radio:
+    """``gr.Radio`` buttons whose API values must be one of the choices, checked by name."""
+    return _guard(gr.Radio(*args, **kwargs), _one_of)
+
+
+def image_path(**kwargs: Any) -> gr.Image:
+    """An image input that hands the handler the uploaded file's path without opening it.
+
+    ``gr.Image`` opens every upload with PIL before the handler runs, so a zero-byte file, a text file
+    named .jpg or a decompression bomb would fail inside Gradio with a generic error. Here the handler
+    opens the file itself (``blip.uploads.open_upload``) and explains what is wrong with it.
+    """
+    component = gr.Image(type="filepath", **kwargs)
+    original = component.preprocess
+
+    def preprocess(payload: Any) -> str | None:
+        if payload is None or getattr(payload, "path", None) is None:
+            return original(payload)  # no image, or a base64 data URL
+        return str(payload.path)
+
+    component.preprocess = preprocess  # type: ignore[method-assign]
+    return component
