@@ -30,6 +30,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     parser.add_argument("--dtype", choices=DTYPES, default="float32")
+    parser.add_argument("--fast", action="store_true",
+                        help="int8 linear layers on the CPU: faster, outputs close to float32's but not identical")  # fmt: skip
     parser.add_argument("--preload", action="store_true", help="load the default models before serving")
     parser.add_argument("--offline-demo", action="store_true",
                         help="serve only the tiny offline demo models trained on shapes (no downloads)")  # fmt: skip
@@ -82,6 +84,7 @@ def build(args: argparse.Namespace):
         dtype=getattr(torch, args.dtype),
         local_models=local,
         demo="always" if args.offline_demo else "fallback",
+        fast=args.fast,
     )
     models = {task: [name for name, m in hub.MODELS.items() if m.task == task] for task in DEFAULT_MODELS}
     for task, default in DEFAULT_MODELS.items():
@@ -104,7 +107,7 @@ def build(args: argparse.Namespace):
         overlay=render.overlay,
         models=models,
         device=str(device),
-        dtype=args.dtype,
+        dtype=f"{args.dtype} + int8 linear layers (fast mode)" if args.fast else args.dtype,
         examples=examples,
         gpu=gpu_decorator(),
     )

@@ -26,6 +26,12 @@ class LoadedModel:
     tokenizer: BlipTokenizer
     image_size: int
     offline_demo: bool = False  # the engine served the offline demo model in place of a Hub checkpoint
+    explainer: BlipBase | None = None  # float32 twin of an int8 ``model`` (fast mode), for gradients
+
+    @property
+    def gradient_model(self) -> BlipBase:
+        """The model Grad-CAM differentiates: the float32 twin in fast mode, else ``model`` itself."""
+        return self.explainer if self.explainer is not None else self.model
 
     @property
     def device(self) -> torch.device:

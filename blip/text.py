@@ -27,6 +27,7 @@ from torch import nn
 from .attention import attend, causal_mask, padding_mask
 from .cache import KVCache
 from .config import TextConfig
+from .linear import project
 
 
 @dataclass
@@ -70,7 +71,7 @@ class TextSelfAttention(nn.Module):
         return x.view(b, t, self.num_heads, self.head_dim).transpose(1, 2)  # (B, heads, T, head_dim)
 
     def keys_values(self, states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.split_heads(self.key(states)), self.split_heads(self.value(states))
+        return self.split_heads(project(self.key, states)), self.split_heads(project(self.value, states))
 
     def forward(
         self,
@@ -80,7 +81,7 @@ class TextSelfAttention(nn.Module):
         mask: torch.Tensor | None,
         need_probs: bool,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        q = self.split_heads(self.query(x))
+        q = self.split_heads(project(self.query, x))
         context, probs = attend(q, k, v, mask, need_probs)
         b, _, t, _ = context.shape
         return context.transpose(1, 2).reshape(b, t, -1), probs  # (B, T, hidden)
@@ -95,7 +96,7 @@ class TextSelfOutput(nn.Module):
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
 
     def forward(self, context: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
-        return self.LayerNorm(self.dense(context) + residual)
+        return self.LayerNorm(project(self.dense, context) + residual)
 
 
 class TextAttention(nn.Module):
@@ -157,8 +158,8 @@ class TextLayer(nn.Module):
             context, cross_probs = cross(x, k, v, encoder_mask, need_probs)
             x = self.crossattention.output(context, x)
 
-        hidden = F.gelu(self.intermediate.dense(x))
-        x = self.output.LayerNorm(self.output.dense(hidden) + x)
+        hidden = F.gelu(project(self.intermediate.dense, x))
+        x = self.output.LayerNorm(project(self.output.dense, hidden) + x)
         return x, self_probs, cross_probs
 
 
@@ -233,7 +234,7 @@ class PredictionTransform(nn.Module):
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.LayerNorm(F.gelu(self.dense(x)))
+        return self.LayerNorm(F.gelu(project(self.dense, x)))
 
 
 class PredictionHead(nn.Module):
@@ -246,7 +247,7 @@ class PredictionHead(nn.Module):
         self.decoder = nn.Linear(config.hidden_size, config.vocab_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.decoder(self.transform(x))
+        return project(self.decoder, self.transform(x))
 
 
 class LMHead(nn.Module):
