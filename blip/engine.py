@@ -24,6 +24,7 @@ import torch
 from PIL import Image
 
 from . import explain, tasks
+from .cache import KVCache
 from .decoding import DecodingOptions
 from .fast import quantize_int8
 from .hub import MODELS, CheckpointUnavailableError, UnknownModelError
@@ -52,6 +53,7 @@ DEMO_NOTICE = (
 FIRST_TOKENS = {"[ENC]": ENC_ID, "[CLS]": CLS_ID}  # [ENC]: as BLIP was trained; [CLS]: as transformers does
 SCORINGS = ("itc", "itm", "itc+itm")
 MAX_LABELS = 100
+QUESTION_CROSS_CACHE = 4  # images; about 42 MB each for a base model (12 layers x keys and values)
 MAX_TEXTS = 32
 
 
@@ -163,6 +165,9 @@ class Engine:
         self._models: OrderedDict[str, LoadedModel] = OrderedDict()
         self._load_locks: dict[str, threading.Lock] = {}
         self._images: OrderedDict[tuple[str, str], torch.Tensor] = OrderedDict()
+        # The VQA question encoder's cross-attention keys/values of recent images (per layer), so that
+        # a second question on a picture skips projecting its 577 tokens in every layer.
+        self._question_cross: OrderedDict[tuple[str, str], list] = OrderedDict()
         self.load_counts: Counter[str] = Counter()
         self.vision_runs = 0
 
@@ -385,7 +390,18 @@ class Engine:
         clock.mark("vision")
         token = self._first_token(first_token)
         notices = text_notices(loaded.tokenizer, [question], "the question")
-        states = tasks.encode_question(loaded.model, loaded.tokenizer, embeds, question, token)
+        cache = KVCache(loaded.model.config.text.num_hidden_layers)
+        cross_key = (loaded.name, image_key(image))
+        with self._lock:
+            if cross_key in self._question_cross:
+                self._question_cross.move_to_end(cross_key)
+                cache.cross = list(self._question_cross[cross_key])
+        states = tasks.encode_question(loaded.model, loaded.tokenizer, embeds, question, token, cache)
+        with self._lock:
+            if self.image_cache_size:
+                self._question_cross[cross_key] = list(cache.cross)
+                while len(self._question_cross) > QUESTION_CROSS_CACHE:
+                    self._question_cross.popitem(last=False)
         result = AnswerResult(
             model=model, question=question, first_token=first_token, image_cached=cached, notices=notices
         )

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .cache import KVCache
 from .config import BlipConfig
 from .text import TextLMModel, TextModel, TextOutput
 from .vision import VisionModel
@@ -82,13 +83,19 @@ class QuestionAnsweringModel(BlipBase):
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
         output_attentions: bool = False,
+        cache: KVCache | None = None,
     ) -> TextOutput:
-        """Question ids (B, T) -> image-grounded question states (B, T, 768)."""
+        """Question ids (B, T) -> image-grounded question states (B, T, 768).
+
+        ``cache`` may carry the image's cross-attention keys and values from an earlier question on the
+        same picture (``cache.cross``), which then need not be projected again.
+        """
         return self.text_encoder(
             input_ids,
             attention_mask=attention_mask,
             encoder_states=image_embeds,
             output_attentions=output_attentions,
+            cache=cache,
         )
 
     def answer_logits(

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .cache import KVCache
 from .decoding import DecodingOptions, GeneratedSequence, generate
 from .models import CaptionModel, QuestionAnsweringModel
 from .tokenizer import CLS_ID, DEC_ID, ENC_ID, PAD_ID, BlipTokenizer
@@ -81,11 +82,18 @@ def encode_question(
     image_embeds: torch.Tensor,
     question: str,
     first_token: int = CLS_ID,
+    cache: KVCache | None = None,
 ) -> torch.Tensor:
-    """Question states (1, T, 768), grounded in the image."""
+    """Question states (1, T, 768), grounded in the image.
+
+    ``cache``, when given, is a fresh :class:`KVCache` whose ``cross`` list holds the image's per-layer
+    cross-attention keys and values from an earlier question on the same image (they are reused), or
+    nothing yet (it is filled in, to keep for the next question). Projecting 577 image tokens in every
+    layer is most of the work of encoding a short question.
+    """
     ids = question_ids(tokenizer, question, first_token).to(image_embeds.device)
     with torch.inference_mode():
-        return model.encode_question(image_embeds, ids).hidden_states
+        return model.encode_question(image_embeds, ids, cache=cache).hidden_states
 
 
 def answer(

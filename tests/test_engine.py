@@ -5,12 +5,14 @@ from __future__ import annotations
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from conftest import random_image
 from oracle_checkpoints import load_oracle
+from PIL import Image
 
 import blip
 from blip.decoding import DecodingOptions
@@ -259,3 +261,16 @@ def test_results_serialise_without_heatmaps(local_models):
     json.dumps(data)
     assert "heatmaps" not in data["captions"][0] and data["decoding"]["strategy"] == "greedy"
     assert data["captions"][0]["tokens"][0]["token_id"] == result.captions[0].tokens[0].token_id
+
+
+def test_second_question_reuses_the_image_cross_attention_and_answers_the_same():
+    shapes_dir = Path(__file__).resolve().parents[1] / "assets" / "examples" / "shapes"
+    image = Image.open(sorted(shapes_dir.glob("*.png"))[1]).convert("RGB")
+    warm, cold = Engine(device="cpu", demo="always"), Engine(device="cpu", demo="always")
+    warm.answer(image, "how many shapes are there?")
+    assert len(warm._question_cross) == 1
+    for question in ("what colour is the circle?", "what shape is at the bottom?"):
+        a = warm.answer(image, question, options={"strategy": "beam", "num_beams": 3}).answers[0]
+        b = cold.answer(image, question, options={"strategy": "beam", "num_beams": 3}).answers[0]
+        assert a.text == b.text and a.score == pytest.approx(b.score, abs=1e-6)
+    assert len(warm._question_cross) == 1  # one picture, one entry
