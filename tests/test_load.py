@@ -118,6 +118,10 @@ def test_a_full_queue_refuses_politely_and_recovers(tmp_path):
         with ThreadPoolExecutor(max_workers=10) as pool:
             outcomes = list(pool.map(lambda _: batch(), range(10)))
         refused = [o for o in outcomes if o.startswith("error")]
+        ARTIFACTS.mkdir(exist_ok=True)
+        summary = {"jobs": len(outcomes), "completed": outcomes.count("ok"), "refused": len(refused)}
+        (ARTIFACTS / "queue_test.json").write_text(json.dumps(summary, indent=2) + "\n")
+        print(summary)
         assert outcomes.count("ok") >= 1 and refused, outcomes
         assert all("queue is full" in o.lower() for o in refused), refused
         assert "wrong" not in outcomes
