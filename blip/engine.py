@@ -118,6 +118,34 @@ def image_key(image: Image.Image) -> str:
     return digest.hexdigest()
 
 
+class _Recent:
+    """A thread-safe least-recently-used map holding at most ``capacity`` entries (0: holds nothing)."""
+
+    def __init__(self, capacity: int):
+        self.capacity = capacity
+        self._items: OrderedDict = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def get(self, key):
+        with self._lock:
+            if key not in self._items:
+                return None
+            self._items.move_to_end(key)
+            return self._items[key]
+
+    def put(self, key, value) -> None:
+        with self._lock:
+            if not self.capacity:
+                return
+            self._items[key] = value
+            self._items.move_to_end(key)
+            while len(self._items) > self.capacity:
+                self._items.popitem(last=False)
+
+
 class Engine:
     """Loads models on first use and runs caption / answer / match / classify.
 
@@ -161,13 +189,13 @@ class Engine:
         self.fast = fast
         if fast and str(self.device) != "cpu":
             raise ValueError("the int8 fast mode runs on the CPU only")
-        self._lock = threading.Lock()  # guards the two caches and the counters
+        self._lock = threading.Lock()  # guards the model table and the counters
         self._models: OrderedDict[str, LoadedModel] = OrderedDict()
         self._load_locks: dict[str, threading.Lock] = {}
-        self._images: OrderedDict[tuple[str, str], torch.Tensor] = OrderedDict()
+        self._images = _Recent(image_cache_size)  # (model name, image key) -> image tokens
         # The VQA question encoder's cross-attention keys/values of recent images (per layer), so that
         # a second question on a picture skips projecting its 577 tokens in every layer.
-        self._question_cross: OrderedDict[tuple[str, str], list] = OrderedDict()
+        self._question_cross = _Recent(QUESTION_CROSS_CACHE if image_cache_size else 0)
         self.load_counts: Counter[str] = Counter()
         self.vision_runs = 0
 
@@ -237,21 +265,22 @@ class Engine:
             )
         return loaded
 
-    def image_embeds(self, loaded: LoadedModel, image: Image.Image) -> tuple[torch.Tensor, bool]:
-        """Image tokens (1, N, D) for ``image`` under ``loaded``'s ViT; True if they came from the cache."""
-        key = (loaded.name, image_key(image))
-        with self._lock:
-            if key in self._images:
-                self._images.move_to_end(key)
-                return self._images[key], True
+    def image_embeds(
+        self, loaded: LoadedModel, image: Image.Image, key: str | None = None
+    ) -> tuple[torch.Tensor, bool]:
+        """Image tokens (1, N, D) for ``image`` under ``loaded``'s ViT; True if they came from the cache.
+
+        ``key`` is the picture's :func:`image_key` when the caller already has it.
+        """
+        cache_key = (loaded.name, key or image_key(image))
+        embeds = self._images.get(cache_key)
+        if embeds is not None:
+            return embeds, True
         with torch.inference_mode():
             embeds = loaded.model.encode_image(loaded.pixels(image))
         with self._lock:
             self.vision_runs += 1
-            if self.image_cache_size:
-                self._images[key] = embeds
-                while len(self._images) > self.image_cache_size:
-                    self._images.popitem(last=False)
+        self._images.put(cache_key, embeds)
         return embeds, False
 
     # --- helpers ---------------------------------------------------------------------------------------
@@ -386,22 +415,18 @@ class Engine:
         clock = Stopwatch()
         loaded = self._typed(model, QuestionAnsweringModel, "question answering")
         clock.mark("load")
-        embeds, cached = self.image_embeds(loaded, image)
+        picture = image_key(image)
+        embeds, cached = self.image_embeds(loaded, image, picture)
         clock.mark("vision")
         token = self._first_token(first_token)
         notices = text_notices(loaded.tokenizer, [question], "the question")
         cache = KVCache(loaded.model.config.text.num_hidden_layers)
-        cross_key = (loaded.name, image_key(image))
-        with self._lock:
-            if cross_key in self._question_cross:
-                self._question_cross.move_to_end(cross_key)
-                cache.cross = list(self._question_cross[cross_key])
+        image_keys_values = self._question_cross.get((loaded.name, picture))
+        if image_keys_values is not None:
+            cache.cross = list(image_keys_values)
         states = tasks.encode_question(loaded.model, loaded.tokenizer, embeds, question, token, cache)
-        with self._lock:
-            if self.image_cache_size:
-                self._question_cross[cross_key] = list(cache.cross)
-                while len(self._question_cross) > QUESTION_CROSS_CACHE:
-                    self._question_cross.popitem(last=False)
+        if image_keys_values is None:
+            self._question_cross.put((loaded.name, picture), list(cache.cross))
         result = AnswerResult(
             model=model, question=question, first_token=first_token, image_cached=cached, notices=notices
         )

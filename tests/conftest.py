@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -73,6 +74,30 @@ def random_image(seed: int, size: tuple[int, int] = (120, 90), mode: str = "RGB"
     ramp = np.linspace(0, 255, w)[None, :, None] * np.ones((h, 1, 3))
     pixels = np.clip(ramp * rng.uniform(0.3, 1.0, 3) + rng.normal(0, 40, (h, w, 3)), 0, 255)
     return Image.fromarray(pixels.astype(np.uint8), "RGB").convert(mode)
+
+
+def fake_hub_cache(cache: Path, repo: str, source: Path) -> Path:
+    """Lay ``source`` out as huggingface_hub caches ``repo`` (refs/main -> snapshots/<commit>/...);
+    returns the snapshot folder."""
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    base = cache / f"models--{repo.replace('/', '--')}"
+    (base / "refs").mkdir(parents=True)
+    (base / "refs" / "main").write_text(commit)
+    shutil.copytree(source, base / "snapshots" / commit)
+    return base / "snapshots" / commit
+
+
+# The decoding controls' names, in ``ui.decoding.DecodingControls.inputs`` order (the API's names too).
+DECODING_NAMES = ["decoding", "beams", "top_p", "top_k", "temperature", "min_new_tokens", "max_new_tokens",
+                  "repetition_penalty", "length_penalty", "no_repeat_ngram_size", "count", "seed"]  # fmt: skip
+
+
+def decoding_values(decoding: str, **changes) -> list:
+    """Decoding control values in ``DecodingControls.inputs`` order: the UI's defaults, with changes."""
+    from ui.decoding import DEFAULTS
+
+    values = DEFAULTS | {"decoding": decoding} | changes
+    return [values[n] for n in DECODING_NAMES]
 
 
 def pytest_terminal_summary(terminalreporter):

@@ -13,6 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+# The decoding parameters of /caption and /ask as a program sends them: greedy, otherwise the UI's defaults.
+API_DECODING = {
+    "decoding": "Greedy", "beams": 3, "top_p": 0.9, "top_k": 50, "temperature": 1.0, "min_new_tokens": 1,
+    "max_new_tokens": 20, "repetition_penalty": 1.0, "length_penalty": 1.0, "no_repeat_ngram_size": 0,
+    "count": 1, "seed": 0,
+}  # fmt: skip
 
 
 def free_port() -> int:

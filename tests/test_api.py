@@ -6,15 +6,10 @@ from pathlib import Path
 
 import pytest
 from gradio_client import Client, handle_file
-from live_app import running_app
+from live_app import API_DECODING, running_app
 
 ROOT = Path(__file__).resolve().parents[1]
 SHAPES = sorted((ROOT / "assets" / "examples" / "shapes").glob("*.png"))
-DECODING = {
-    "decoding": "Greedy", "beams": 3, "top_p": 0.9, "top_k": 50, "temperature": 1.0, "min_new_tokens": 1,
-    "max_new_tokens": 20, "repetition_penalty": 1.0, "length_penalty": 1.0, "no_repeat_ngram_size": 0,
-    "count": 1, "seed": 0,
-}  # fmt: skip
 
 pytestmark = pytest.mark.app
 
@@ -37,7 +32,7 @@ def test_every_task_has_a_named_endpoint(client):
 
 def test_caption_endpoint(client):
     out = client.predict(
-        image=handle_file(str(SHAPES[0])), model="caption-base", prompt="", heatmaps=False, **DECODING,
+        image=handle_file(str(SHAPES[0])), model="caption-base", prompt="", heatmaps=False, **API_DECODING,
         api_name="/caption",
     )  # fmt: skip
     captions, _tokens, _token_table, summary, raw = out
@@ -49,7 +44,7 @@ def test_caption_endpoint(client):
 def test_ask_endpoint(client):
     answer, _table, _tokens, _summary, raw = client.predict(
         image=handle_file(str(SHAPES[0])), model="vqa-base", question="what colour is the circle?",
-        mode="Generate an answer", candidates="", first_token="[ENC]", heatmaps=False, **DECODING,
+        mode="Generate an answer", candidates="", first_token="[ENC]", heatmaps=False, **API_DECODING,
         api_name="/ask",
     )  # fmt: skip
     assert answer == "## red" and raw["answers"][0]["text"] == "red"
@@ -106,7 +101,7 @@ def test_out_of_range_parameters_are_refused_naming_the_parameter(client, change
     with pytest.raises(Exception, match=message):
         client.predict(
             image=handle_file(str(SHAPES[0])), model="caption-base", prompt="", heatmaps=False,
-            **{**DECODING, **changes}, api_name="/caption",
+            **{**API_DECODING, **changes}, api_name="/caption",
         )  # fmt: skip
 
 
@@ -114,6 +109,6 @@ def test_out_of_range_parameters_are_refused_naming_the_parameter(client, change
 def test_only_offered_model_names_are_accepted(client, model):
     with pytest.raises(Exception, match=r"Model must be one of 'caption-base'"):
         client.predict(
-            image=handle_file(str(SHAPES[0])), model=model, prompt="", heatmaps=False, **DECODING,
+            image=handle_file(str(SHAPES[0])), model=model, prompt="", heatmaps=False, **API_DECODING,
             api_name="/caption",
         )  # fmt: skip

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from conftest import fake_hub_cache
 from gradio_client import Client, handle_file
-from live_app import live_app
+from live_app import API_DECODING, live_app
 
 from blip.checkpoint import CheckpointError
 from blip.engine import Engine
@@ -21,12 +22,6 @@ from blip.uploads import open_upload
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "assets" / "demo"
 SHAPES = sorted((ROOT / "assets" / "examples" / "shapes").glob("*.png"))
-COMMIT = "0123456789abcdef0123456789abcdef01234567"
-DECODING = {
-    "decoding": "Greedy", "beams": 3, "top_p": 0.9, "top_k": 50, "temperature": 1.0, "min_new_tokens": 1,
-    "max_new_tokens": 20, "repetition_penalty": 1.0, "length_penalty": 1.0, "no_repeat_ngram_size": 0,
-    "count": 1, "seed": 0,
-}  # fmt: skip
 
 
 def damaged_copy(source: Path, target: Path) -> Path:
@@ -35,16 +30,6 @@ def damaged_copy(source: Path, target: Path) -> Path:
     weights = target / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
     return weights
-
-
-def hub_cache_with(cache: Path, name: str, source: Path) -> Path:
-    """Lay ``source`` out as huggingface_hub caches ``name``'s repository; returns the snapshot folder."""
-    base = cache / f"models--{MODELS[name].repo.replace('/', '--')}"
-    (base / "refs").mkdir(parents=True)
-    (base / "refs" / "main").write_text(COMMIT)
-    snapshot = base / "snapshots" / COMMIT
-    shutil.copytree(source, snapshot)
-    return snapshot
 
 
 def test_a_damaged_model_is_named_and_the_others_keep_working(tmp_path):
@@ -63,19 +48,25 @@ def test_app_with_unreachable_hub_and_a_damaged_cache(tmp_path):
     """No --offline-demo: caption-base is cached but damaged, the other models are not cached and the Hub
     cannot be reached. Captioning names the damaged file; the other tabs run on the demo models."""
     cache = tmp_path / "hub"
-    snapshot = hub_cache_with(cache, "caption-base", DEMO / "caption")
+    snapshot = fake_hub_cache(cache, MODELS["caption-base"].repo, DEMO / "caption")
     weights = snapshot / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:1000])
     env = {"HF_HUB_CACHE": str(cache), "HF_ENDPOINT": "http://127.0.0.1:9", "HF_HUB_OFFLINE": ""}
     with live_app(log=tmp_path / "app.log", env=env) as app:
         client = Client(app.url, verbose=False)
         image = handle_file(str(SHAPES[0]))
-        caption_args = {"image": image, "model": "caption-base", "prompt": "", "heatmaps": False, **DECODING}
+        caption_args = {
+            "image": image,
+            "model": "caption-base",
+            "prompt": "",
+            "heatmaps": False,
+            **API_DECODING,
+        }
         with pytest.raises(Exception, match=r"model\.safetensors is damaged or incomplete.*Delete it"):
             client.predict(**caption_args, api_name="/caption")
         _answer, *_rest, raw = client.predict(
             image=image, model="vqa-base", question="what colour is the circle?", mode="Generate an answer",
-            candidates="", first_token="[ENC]", heatmaps=False, **DECODING, api_name="/ask",
+            candidates="", first_token="[ENC]", heatmaps=False, **API_DECODING, api_name="/ask",
         )  # fmt: skip
         assert raw["offline_demo"] is True and raw["answers"][0]["text"] == "red"
         _table, summary, raw = client.predict(

@@ -15,6 +15,7 @@ from pathlib import Path
 import gradio as gr
 import numpy as np
 import pytest
+from conftest import decoding_values
 from PIL import Image
 
 from blip import render, uploads
@@ -22,7 +23,7 @@ from blip.engine import MAX_LABELS, Engine
 from blip.preprocess import to_rgb
 from blip.tasks import MAX_TEXT_TOKENS
 from ui import ask_tab, caption_tab, match_tab, zeroshot_tab
-from ui.decoding import DEFAULTS, GREEDY
+from ui.decoding import GREEDY
 from ui.errors import friendly
 from ui.services import Services
 
@@ -31,9 +32,7 @@ SHAPES = sorted((ROOT / "assets" / "examples" / "shapes").glob("*.png"))
 RED_CIRCLE = SHAPES[0]  # "a small red circle in the centre"
 TWO_SHAPES = SHAPES[1]  # "a large blue circle at the top and a small green triangle at the bottom"
 MODELS = {"caption": ["caption-base"], "vqa": ["vqa-base"], "retrieval": ["itm-base-coco"]}
-CAPTION_NAMES = ["decoding", "beams", "top_p", "top_k", "temperature", "min_new_tokens", "max_new_tokens",
-                 "repetition_penalty", "length_penalty", "no_repeat_ngram_size", "count", "seed"]  # fmt: skip
-GREEDY_CONTROLS = [(DEFAULTS | {"decoding": GREEDY})[n] for n in CAPTION_NAMES]
+GREEDY_CONTROLS = decoding_values(GREEDY)
 
 
 @pytest.fixture(scope="module")
@@ -179,8 +178,7 @@ def test_huge_legal_image_is_downscaled_not_refused(services, tmp_path):
 
 
 def ask(services, question: str, image: Path = TWO_SHAPES):
-    answer_controls = [(DEFAULTS | {"decoding": GREEDY, "min_new_tokens": 1, "max_new_tokens": 10})[n]
-                       for n in CAPTION_NAMES]  # fmt: skip
+    answer_controls = decoding_values(GREEDY, min_new_tokens=1, max_new_tokens=10)
     return friendly(ask_tab.ask)(
         services, str(image), "vqa-base", question, ask_tab.GENERATE, "", "[ENC]", answer_controls, False
     )

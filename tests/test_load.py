@@ -11,17 +11,12 @@ from pathlib import Path
 
 import pytest
 from gradio_client import Client, handle_file
-from live_app import live_app
+from live_app import API_DECODING, live_app
 
 ROOT = Path(__file__).resolve().parents[1]
 SHAPES = sorted((ROOT / "assets" / "examples" / "shapes").glob("*.png"))
 PHOTOS = sorted((ROOT / "assets" / "examples" / "photos").glob("*.jpg"))
 ARTIFACTS = ROOT / "artifacts"
-DECODING = {
-    "decoding": "Greedy", "beams": 3, "top_p": 0.9, "top_k": 50, "temperature": 1.0, "min_new_tokens": 1,
-    "max_new_tokens": 20, "repetition_penalty": 1.0, "length_penalty": 1.0, "no_repeat_ngram_size": 0,
-    "count": 1, "seed": 0,
-}  # fmt: skip
 QUESTIONS = ["what colour is the circle?", "how many shapes are there?", "what shape is at the top?"]
 
 pytestmark = pytest.mark.app
@@ -31,12 +26,18 @@ def mixed_requests() -> list[tuple[str, dict]]:
     """Sixteen different requests over the four task endpoints and eight images."""
     requests = []
     for path in [*SHAPES, *PHOTOS[:2]]:
-        kwargs = {"image": str(path), "model": "caption-base", "prompt": "", "heatmaps": False, **DECODING}
+        kwargs = {
+            "image": str(path),
+            "model": "caption-base",
+            "prompt": "",
+            "heatmaps": False,
+            **API_DECODING,
+        }
         requests.append(("/caption", kwargs))
     for i, path in enumerate(SHAPES[:3]):
         requests.append(("/ask", {
             "image": str(path), "model": "vqa-base", "question": QUESTIONS[i], "mode": "Generate an answer",
-            "candidates": "", "first_token": "[ENC]", "heatmaps": False, **DECODING,
+            "candidates": "", "first_token": "[ENC]", "heatmaps": False, **API_DECODING,
             "max_new_tokens": 10,
         }))  # fmt: skip
     for path in SHAPES[:3]:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import fake_hub_cache
 from safetensors.torch import load_file, save_file
 
 import blip
@@ -216,15 +217,6 @@ def test_unknown_model_name_lists_valid_ones():
     assert all(name in str(info.value) for name in MODELS)
 
 
-def _fake_hub_cache(cache: Path, repo: str, source: Path) -> None:
-    """Lay out files as huggingface_hub's cache does (refs/main -> snapshots/<commit>/...)."""
-    commit = "0123456789abcdef0123456789abcdef01234567"
-    base = cache / f"models--{repo.replace('/', '--')}"
-    (base / "refs").mkdir(parents=True)
-    (base / "refs" / "main").write_text(commit)
-    shutil.copytree(source, base / "snapshots" / commit)
-
-
 def _run(code: str, env: dict[str, str], timeout: int = 120) -> subprocess.CompletedProcess:
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
     full_env.update(env)
@@ -240,7 +232,7 @@ def _run(code: str, env: dict[str, str], timeout: int = 120) -> subprocess.Compl
 
 def test_cached_model_loads_by_name_without_network(checkpoints, tmp_path):
     """A cached copy is used as is, even when the Hub is unreachable and offline mode is off."""
-    _fake_hub_cache(tmp_path / "hub", MODELS["caption-base"].repo, checkpoints.get("caption"))
+    fake_hub_cache(tmp_path / "hub", MODELS["caption-base"].repo, checkpoints.get("caption"))
     code = """
         import blip
         loaded = blip.load("caption-base")

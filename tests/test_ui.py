@@ -10,12 +10,13 @@ from pathlib import Path
 
 import gradio as gr
 import pytest
+from conftest import decoding_values
 
 from blip import render
 from blip.engine import Engine
 from blip.uploads import open_upload
 from ui import ask_tab, batch_tab, caption_tab, match_tab, zeroshot_tab
-from ui.decoding import BEAM, DECODINGS, DEFAULTS, GREEDY, NUCLEUS, TOP_K, decoding_options
+from ui.decoding import BEAM, DECODINGS, GREEDY, NUCLEUS, TOP_K, decoding_options
 from ui.errors import friendly
 from ui.heatmaps import ALL, HeatmapViewer
 from ui.services import Services
@@ -40,11 +41,7 @@ def services() -> Services:
 
 
 def controls(decoding: str = BEAM, **changes) -> list:
-    """Decoding control values in DecodingControls.inputs order."""
-    values = DEFAULTS | {"decoding": decoding} | changes
-    names = ["decoding", "beams", "top_p", "top_k", "temperature", "min_new_tokens", "max_new_tokens",
-             "repetition_penalty", "length_penalty", "no_repeat_ngram_size", "count", "seed"]  # fmt: skip
-    return [values[n] for n in names]
+    return decoding_values(decoding, **changes)
 
 
 def test_decoding_choices_map_to_the_engine_strategies():

@@ -29,22 +29,24 @@ def _number(x: float) -> str:
     return str(int(x)) if float(x).is_integer() else f"{x:g}"
 
 
+def _as_number(payload: Any) -> float | None:
+    """A finite float from what the client sent (numbers or numeric text), else None."""
+    if isinstance(payload, bool) or not isinstance(payload, int | float | str):
+        return None
+    try:
+        value = float(payload)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
 def _in_range(
     component: gr.components.Component, payload: Any, low: float | None, high: float | None
 ) -> float:
     """``payload`` as a finite number within [low, high], or a ``gr.Error`` naming the control."""
-    allowed = (
-        f"between {_number(low)} and {_number(high)}" if low is not None and high is not None else "a number"
-    )
-    if isinstance(payload, bool) or not isinstance(payload, int | float | str):
-        raise gr.Error(f"{_label(component)} must be {allowed} (got {payload!r})", print_exception=False)
-    try:
-        value = float(payload)
-    except ValueError:
-        raise gr.Error(
-            f"{_label(component)} must be {allowed} (got {payload!r})", print_exception=False
-        ) from None
-    if not math.isfinite(value) or (low is not None and value < low) or (high is not None and value > high):
+    value = _as_number(payload)
+    if value is None or (low is not None and value < low) or (high is not None and value > high):
+        allowed = f"between {_number(low)} and {_number(high)}" if None not in (low, high) else "a number"
         raise gr.Error(f"{_label(component)} must be {allowed} (got {payload!r})", print_exception=False)
     return value
 
