@@ -474,8 +474,12 @@ class Engine:
         model: str = "itm-base-coco",
         first_token: str = "[ENC]",
         explain_words: bool = False,
+        itc: bool = True,
     ) -> MatchResult:
-        """ITM match probability and ITC cosine of ``image`` with each text (one text per row)."""
+        """ITM match probability and ITC cosine of ``image`` with each text (one text per row).
+
+        ``itc=False`` skips the ITC cosines (a second pass of every text through the text encoder)
+        and leaves them None, for callers that only want the match probabilities."""
         texts = [t for t in map(readable, texts) if t]
         if not texts:
             raise ValueError("give at least one text to match")
@@ -493,13 +497,13 @@ class Engine:
         if not explain_words or loaded.explainer is not None:  # the scores come from the model that runs
             with torch.inference_mode():
                 logits, _ = m.itm_logits(embeds, ids, mask)
-        cosines = self._itc_cosines(m, embeds, ids, mask)
+        cosines = self._itc_cosines(m, embeds, ids, mask) if itc else None
         probabilities = logits.float().softmax(dim=-1)[:, 1]
         rows = [
             MatchRow(
                 text=text,
                 itm_probability=float(probabilities[i]),
-                itc_cosine=float(cosines[i]),
+                itc_cosine=float(cosines[i]) if cosines is not None else None,
                 heatmaps=self._text_heatmaps(loaded, ids, maps, cams, i) if explain_words else None,
             )
             for i, text in enumerate(texts)

@@ -87,7 +87,7 @@ class AnswerResult(Result):
 class MatchRow:
     text: str
     itm_probability: float  # P(match) from the image-grounded matching head
-    itc_cosine: float  # cosine of the separately embedded image and text
+    itc_cosine: float | None  # cosine of the separately embedded image and text (None: not asked for)
     heatmaps: Heatmaps | None = None  # per word: attention and ITM Grad-CAM
 
 

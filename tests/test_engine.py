@@ -128,6 +128,16 @@ def test_concurrent_mixed_requests_match_sequential_and_load_once(local_models):
 
 
 @pytest.mark.parity
+def test_match_without_itc_gives_the_same_match_probabilities(local_models):
+    engine = _engine(local_models)
+    image, texts = random_image(31), ["a small red circle", "two dogs", "a blue square"]
+    both = engine.match(image, texts, model="itm", first_token="[CLS]")
+    itm_only = engine.match(image, texts, model="itm", first_token="[CLS]", itc=False)
+    assert [r.itm_probability for r in itm_only.rows] == [r.itm_probability for r in both.rows]
+    assert [r.itc_cosine for r in itm_only.rows] == [None] * 3
+    assert all(-1.0 <= r.itc_cosine <= 1.0 for r in both.rows)
+
+
 def test_match_attention_and_gradcam_equal_independent_computations(local_models):
     engine = _engine(local_models)
     image = random_image(30)
