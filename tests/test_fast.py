@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from blip import linear
 from blip.engine import Engine
 from blip.fast import quantize_int8
 from blip.linear import project
@@ -21,6 +22,20 @@ ROOT = Path(__file__).resolve().parents[1]
 SHAPES = sorted((ROOT / "assets" / "examples" / "shapes").glob("*.png"))
 
 pytestmark = pytest.mark.unit
+
+
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("shape", [(1, 48), (1, 1, 48), (48,)])
+def test_one_row_goes_through_onednn_and_equals_linear(shape, bias):
+    assert linear.ONEDNN_LINEAR, "this PyTorch build should have oneDNN's linear kernel (x86 CPU wheels do)"
+    torch.manual_seed(len(shape))
+    layer, x = nn.Linear(48, 80, bias=bias), torch.randn(shape)
+    with torch.no_grad():
+        assert linear._onednn_ok(layer, x)
+        out = project(layer, x)
+        assert out.shape == (*shape[:-1], 80)
+        torch.testing.assert_close(out, F.linear(x, layer.weight, layer.bias), rtol=1e-5, atol=1e-5)
+    assert not linear._onednn_ok(layer, x)  # gradients wanted: F.linear
 
 
 @pytest.mark.parametrize("rows", [1, 2, 3, 8, 64, 65, 200])
