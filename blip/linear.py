@@ -4,9 +4,9 @@ Beam search feeds a text layer 3 rows per step (one per beam), batched answers a
 skinny inputs, ``F.linear`` (``x @ W^T``) runs a matrix-multiply kernel that streams the weight
 poorly on a CPU: measured here with every weight of a base text decoder (492 MB, read from memory,
 not cache), 3 rows took 81 ms through ``F.linear`` and 44 ms as ``W @ x^T``, which reads each weight
-row once for all the input rows. One row (greedy decoding) and many rows (the vision tower's 577
-tokens, batched texts) are as fast or faster through ``F.linear``, so only 2 to 64 rows take the other
-path. The two give the same numbers up to float rounding (the summation order differs).
+row once for all the input rows. Many rows (the vision tower's 577 tokens, batched texts) are as fast
+or faster through ``F.linear``, so only 2 to 64 rows take that path. The results agree up to float
+rounding (the summation order differs).
 
 One row (a greedy step) goes to oneDNN's linear kernel where PyTorch has it: on a base decoder's
 weights a greedy step took 54-56 ms through ``F.linear`` and 44-46 ms this way (same token ids),

@@ -407,9 +407,7 @@ def fast_drift(dirs: dict[str, Path]) -> dict:
 def render_fast(med, fast: dict) -> list[str]:
     speed = {name: (ours, int8) for name, (ours, _, int8) in med.items() if int8 is not None}
     rows = [f"| {name} | {a * 1000:.0f} | {b * 1000:.0f} | {a / b:.2f}x |" for name, (a, b) in speed.items()]
-    vision = speed["vision tower (ViT-B/16 at 384)"]
-    greedy = speed["caption greedy, 20 tokens"]
-    per_token = [(g - v) / TOKENS * 1000 for g, v in zip(greedy, vision, strict=True)]
+    token, _, token_fast = (t * 1000 if t else None for t in per_token(med))
 
     def drift(name: str, d: dict) -> str:
         return (f"| {name} | {d['logit cosine']:.4f} | {d['token agreement']:.1%} | "
@@ -425,7 +423,7 @@ def render_fast(med, fast: dict) -> list[str]:
         "| case | float32 (ms) | int8 (ms) | speed-up |",
         "|---|---:|---:|---:|",
         *rows,
-        f"| per generated token | {per_token[0]:.1f} | {per_token[1]:.1f} | {per_token[0] / per_token[1]:.2f}x |",
+        f"| per generated token | {token:.1f} | {token_fast:.1f} | {token / token_fast:.2f}x |",
         "",
         "How far the outputs move (greedy captions; logit cosine teacher-forced on the float32 caption):",
         "",
@@ -455,8 +453,25 @@ def verdict(ok: bool) -> str:
     return "met" if ok else "not met"
 
 
+def reach(now: bool, at_kernel_floors: bool, at_memory_bandwidth: bool) -> str:
+    """How far a target is: met now, or which floor would have to be reached to meet it."""
+    if now:
+        return "met"
+    if at_kernel_floors:
+        return "reachable only at the floors"
+    if at_memory_bandwidth:
+        return "out of reach with PyTorch's kernels"
+    return "out of reach in float32 on this CPU"
+
+
+def per_token(med) -> tuple[float | None, ...]:
+    """Seconds per generated token on each side: a greedy caption minus the vision tower, / TOKENS."""
+    sides = zip(med["caption greedy, 20 tokens"], med["vision tower (ViT-B/16 at 384)"], strict=True)
+    return tuple((greedy - vision) / TOKENS if greedy and vision else None for greedy, vision in sides)
+
+
 def render(med, text_rows: int, bandwidth: float, imports: dict, peak: dict, runs: int) -> str:
-    vision, vision_ref, vision_fast = med["vision tower (ViT-B/16 at 384)"]
+    vision, vision_ref, _ = med["vision tower (ViT-B/16 at 384)"]
     floor = med[VISION_FLOOR][0]
     rows = []
     for name, (ours, ref, fast) in med.items():
@@ -468,10 +483,7 @@ def render(med, text_rows: int, bandwidth: float, imports: dict, peak: dict, run
                  verdict(ref / ours >= target) if target else "",
                  f"{fast * 1000:.0f} ({ref / fast:.2f}x)" if fast and ref else ""]  # fmt: skip
         rows.append("| " + " | ".join(cells) + " |")
-    greedy, greedy_ref, greedy_fast = med["caption greedy, 20 tokens"]
-    per_token = (greedy - vision) / TOKENS * 1000
-    per_token_ref = (greedy_ref - vision_ref) / TOKENS * 1000
-    per_token_fast = (greedy_fast - vision_fast) / TOKENS * 1000
+    token, token_ref, token_fast = (t * 1000 for t in per_token(med))
     zero_shot = med["zero-shot, 20 labels (ITC)"][0]
     cpu = platform.processor() or platform.machine()
     lines = [
@@ -494,8 +506,8 @@ def render(med, text_rows: int, bandwidth: float, imports: dict, peak: dict, run
         "",
         "| measure | ours | transformers | target | |",
         "|---|---:|---:|---|---|",
-        f"| per generated token, greedy (caption minus vision, / 20) | {per_token:.1f} ms | "
-        f"{per_token_ref:.1f} ms | <= 8 ms | {verdict(per_token <= 8)} (int8: {per_token_fast:.1f} ms) |",
+        f"| per generated token, greedy (caption minus vision, / 20) | {token:.1f} ms | "
+        f"{token_ref:.1f} ms | <= 8 ms | {verdict(token <= 8)} (int8: {token_fast:.1f} ms) |",
         f"| vision tower vs this CPU's matmul floor (the ViT's {vit_gflop():.0f} GFLOP of matrix multiplies "
         f"alone, timed in the same runs: {floor * 1000:.0f} ms, {vit_gflop() / floor:.0f} GFLOP/s) | "
         f"{vision / floor:.2f}x floor | {vision_ref / floor:.2f}x floor | <= 1.15x | "
@@ -557,20 +569,15 @@ def limits(med, text_rows: int, bandwidth: float) -> list[str]:
     """What bounds the float32 targets on this machine, from this run's own measurements."""
     step = med[DECODER_FLOOR][0]
     step_memory = DECODER_STEP_BYTES / (bandwidth * 1e9)
-    per_token = (med["caption greedy, 20 tokens"][0] - med["vision tower (ViT-B/16 at 384)"][0]) / TOKENS
-    token_reach = ("met" if per_token <= 0.008 else "reachable only at the floors" if step <= 0.008
-                   else "out of reach with PyTorch's kernels" if step_memory <= 0.008
-                   else "out of reach in float32 on this CPU")  # fmt: skip
+    token = per_token(med)[0]
     rows = []
     for name, (work, kernels, memory) in floors(med, text_rows, bandwidth).items():
         ours, ref, _ = med[name]
         best, best_memory = ref / kernels, ref / memory
         target = TARGETS[name]
-        reach = ("met" if ref / ours >= target else "reachable only at the floors" if best >= target
-                 else "out of reach with PyTorch's kernels" if best_memory >= target
-                 else "out of reach in float32 on this CPU")  # fmt: skip
+        verdict_ = reach(ref / ours >= target, best >= target, best_memory >= target)
         rows.append(f"| {name} | {work} | {kernels * 1000:.0f} ms, {best:.2f}x | "
-                    f"{memory * 1000:.0f} ms, {best_memory:.2f}x | {ref / ours:.2f}x | >= {target:g}x | {reach} |")  # fmt: skip
+                    f"{memory * 1000:.0f} ms, {best_memory:.2f}x | {ref / ours:.2f}x | >= {target:g}x | {verdict_} |")  # fmt: skip
     return [
         "## What bounds the float32 targets here",
         "",
@@ -588,7 +595,7 @@ def limits(med, text_rows: int, bandwidth: float) -> list[str]:
         "|---|---|---:|---:|---:|---|---|",
         *rows,
         f"| per generated token | one decoder pass | {step * 1000:.1f} ms | {step_memory * 1000:.1f} ms | "
-        f"{per_token * 1000:.1f} ms | <= 8 ms | {token_reach} |",
+        f"{token * 1000:.1f} ms | <= 8 ms | {reach(token <= 0.008, step <= 0.008, step_memory <= 0.008)} |",
         "",
         "The reference runs the ViT once per (image, text) pair and once per question; ours once per "
         "image (and keeps the question encoder's image keys/values for the next question), which is "
