@@ -72,9 +72,10 @@ def build(args: argparse.Namespace):
     """The engine and the Blocks app for these flags."""
     import torch
 
-    from blip import hub, render
     from blip.engine import Engine, default_device
-    from blip.uploads import open_upload
+    from blip.explain import render
+    from blip.loading import hub
+    from blip.loading.uploads import open_upload
     from ui import Services, build_app
 
     local = local_models(args.model)

@@ -41,12 +41,12 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "scripts")]
 
 import oracle_checkpoints  # noqa: E402
 import shapes_eval  # noqa: E402
+import shapes_world as shapes  # noqa: E402
 from conftest import random_image  # noqa: E402
 
-from blip import shapes  # noqa: E402
 from blip.engine import Engine  # noqa: E402
-from blip.linear import project  # noqa: E402
-from blip.tokenizer import DEC_ID  # noqa: E402
+from blip.kernels.linear import project  # noqa: E402
+from blip.loading.tokenizer import DEC_ID  # noqa: E402
 
 TOKENS = 20
 # Seconds of rest before each timed call: right after the reference frees the gigabytes its ITM batch
@@ -100,7 +100,7 @@ def vit_matmuls(n: int = 577, d: int = 768, layers: int = 12, heads: int = 12) -
 def decoder_pass(decoder: torch.nn.Module) -> Callable[[], None]:
     """One row through every weight a greedy step of ``decoder`` reads (its linear layers, LM head
     included; the cached cross-attention keys/values not counted), with the fastest one-row kernel
-    PyTorch has here (``blip.linear.project``: oneDNN's): the float32 floor of a generated token with
+    PyTorch has here (``blip.kernels.linear.project``: oneDNN's): the float32 floor of a generated token with
     PyTorch's kernels, on the model's own weights."""
     layers = []
     for layer in decoder.bert.encoder.layer:
@@ -163,7 +163,7 @@ import sys
 sys.path[:0] = ["{root}", "{root}/tests"]
 from conftest import random_image
 from blip.engine import Engine
-from blip.decoding import DecodingOptions
+from blip.generation import DecodingOptions
 engine = Engine(device="cpu", local_models={{"m": "{path}"}}, demo="never")
 engine.caption(random_image(0, size=(640, 480)), model="m", options=DecodingOptions(max_new_tokens=20))
 print(next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM")) / 1024)

@@ -7,7 +7,7 @@
 
 from pathlib import Path
 
-from blip.tokenizer import BlipTokenizer
+from blip.loading.tokenizer import BlipTokenizer
 
 RESOURCES = Path(__file__).resolve().parents[1] / "blip" / "resources"
 

@@ -2,7 +2,7 @@
 
     python scripts/make_examples.py
 
-Scenes come from blip/shapes.py with a fixed seed, at the demo model's own size (96 x 96); each file is
+Scenes come from scripts/shapes_world.py with a fixed seed, at the demo model's own size (96 x 96); each file is
 named after its caption.
 """
 
@@ -16,7 +16,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from blip import shapes  # noqa: E402
+import shapes_world as shapes  # noqa: E402
 
 OUT = ROOT / "assets" / "examples" / "shapes"
 SEED = 18  # fixed so the files never change; chosen to show every shape and colour

@@ -18,9 +18,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from blip import shapes  # noqa: E402
-from blip.decoding import DecodingOptions  # noqa: E402
+import shapes_world as shapes  # noqa: E402
+
 from blip.engine import Engine  # noqa: E402
+from blip.generation import DecodingOptions  # noqa: E402
 
 DEMO = ROOT / "assets" / "demo"
 HELD_OUT_SEED = 20261127

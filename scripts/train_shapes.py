@@ -1,4 +1,4 @@
-"""Train the offline demo models: three tiny BLIPs on the synthetic shapes world (blip/shapes.py).
+"""Train the offline demo models: three tiny BLIPs on the synthetic shapes world (scripts/shapes_world.py).
 
     python scripts/train_shapes.py            # about 38 minutes on 2 CPU cores; writes assets/demo/
 
@@ -41,11 +41,12 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from blip import shapes  # noqa: E402
-from blip.config import config_from_dict  # noqa: E402
-from blip.models import CaptionModel, QuestionAnsweringModel, RetrievalModel  # noqa: E402
-from blip.preprocess import IMAGE_MEAN, IMAGE_STD  # noqa: E402
-from blip.tokenizer import DEC_ID, ENC_ID, SEP_ID, BlipTokenizer  # noqa: E402
+import shapes_world as shapes  # noqa: E402
+
+from blip.loading.preprocess import IMAGE_MEAN, IMAGE_STD  # noqa: E402
+from blip.loading.tokenizer import DEC_ID, ENC_ID, SEP_ID, BlipTokenizer  # noqa: E402
+from blip.model import CaptionModel, QuestionAnsweringModel, RetrievalModel  # noqa: E402
+from blip.model.config import config_from_dict  # noqa: E402
 
 OUT = ROOT / "assets" / "demo"
 WIDTH, LAYERS_V, LAYERS_T, HEADS, PATCH = 112, 4, 3, 4, 12
@@ -129,7 +130,7 @@ class SceneStream:
         counts = 1 + (self.rng.random(size) < self.two_shape_share)
         scenes = [shapes.make_scene(self.rng, int(n)) for n in counts]
         pixels = torch.from_numpy(np.stack([np.asarray(s.image) for s in scenes])).permute(0, 3, 1, 2)
-        # The arithmetic of blip.preprocess (float64 scaling, float32 normalisation); the images are
+        # The arithmetic of blip.loading.preprocess (float64 scaling, float32 normalisation); the images are
         # already the model's size, so there is nothing to resize.
         return scenes, ((pixels.double() * (1 / 255)).float() - self.mean) / self.std
 
@@ -472,7 +473,7 @@ def main() -> None:
 
 
 def _load(directory: Path) -> dict[str, torch.Tensor]:
-    from blip.checkpoint import load_checkpoint
+    from blip.loading.checkpoint import load_checkpoint
 
     return {k: v.float() for k, v in load_checkpoint(directory).state_dict().items()}
 

@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+# The tests' helpers, and the development scripts with the shapes world they share (scripts/).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import oracle_checkpoints

@@ -17,7 +17,7 @@ from transformers import BertTokenizer
 
 from blip.cli import main
 from blip.engine import SCORINGS
-from blip.hub import MODELS
+from blip.loading.hub import MODELS
 
 pytestmark = pytest.mark.unit
 ROOT = Path(__file__).resolve().parents[1]

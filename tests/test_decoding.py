@@ -11,9 +11,9 @@ from conftest import random_image
 from oracle_checkpoints import load_oracle, oracle_tokenizer
 
 import blip
-from blip.decoding import DecodingOptions
-from blip.logits import process_scores
-from blip.tasks import answer, caption, encode_question, rank_answers
+from blip.generation import DecodingOptions
+from blip.generation.logits import process_scores
+from blip.generation.tasks import answer, caption, encode_question, rank_answers
 
 pytestmark = pytest.mark.parity
 SEP = 102

@@ -3,7 +3,6 @@ on the shipped files, and the engine's fallback to them when the Hub cannot be r
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,12 +11,12 @@ import torch
 from oracle_checkpoints import load_oracle
 
 import blip
-from blip import shapes, tasks
 from blip.engine import DEMO_MODELS, DEMO_NOTICE, Engine
+from blip.generation import tasks
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "scripts"))
 import shapes_eval  # noqa: E402
+import shapes_world as shapes  # noqa: E402
 
 TASKS = {"caption": "caption", "vqa": "vqa", "retrieval": "retrieval"}
 

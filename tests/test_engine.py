@@ -15,10 +15,10 @@ from oracle_checkpoints import load_oracle
 from PIL import Image
 
 import blip
-from blip.decoding import DecodingOptions
 from blip.engine import Engine
-from blip.hub import UnknownModelError
-from blip.render import overlay
+from blip.explain.render import overlay
+from blip.generation import DecodingOptions
+from blip.loading.hub import UnknownModelError
 
 pytestmark = pytest.mark.unit
 

@@ -12,11 +12,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from blip import linear
 from blip.engine import Engine
-from blip.fast import quantize_int8
-from blip.linear import project
-from blip.uploads import open_upload
+from blip.kernels import linear
+from blip.kernels.int8 import quantize_int8
+from blip.kernels.linear import project
+from blip.loading.uploads import open_upload
 
 ROOT = Path(__file__).resolve().parents[1]
 SHAPES = sorted((ROOT / "assets" / "examples" / "shapes").glob("*.png"))

@@ -14,10 +14,10 @@ from conftest import fake_hub_cache
 from gradio_client import Client, handle_file
 from live_app import API_DECODING, live_app
 
-from blip.checkpoint import CheckpointError
 from blip.engine import Engine
-from blip.hub import MODELS
-from blip.uploads import open_upload
+from blip.loading.checkpoint import CheckpointError
+from blip.loading.hub import MODELS
+from blip.loading.uploads import open_upload
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "assets" / "demo"

@@ -18,10 +18,11 @@ import pytest
 from conftest import decoding_values
 from PIL import Image
 
-from blip import render, uploads
 from blip.engine import MAX_LABELS, Engine
-from blip.preprocess import to_rgb
-from blip.tasks import MAX_TEXT_TOKENS
+from blip.explain import render
+from blip.generation.tasks import MAX_TEXT_TOKENS
+from blip.loading import uploads
+from blip.loading.preprocess import to_rgb
 from ui import ask_tab, caption_tab, match_tab, zeroshot_tab
 from ui.decoding import GREEDY
 from ui.errors import friendly

@@ -17,9 +17,9 @@ from conftest import fake_hub_cache
 from safetensors.torch import load_file, save_file
 
 import blip
-from blip.checkpoint import CheckpointError, load_checkpoint
-from blip.config import ConfigError, config_from_dict, read_config
-from blip.hub import MODELS, CheckpointUnavailableError, UnknownModelError, resolve
+from blip.loading.checkpoint import CheckpointError, load_checkpoint
+from blip.loading.hub import MODELS, CheckpointUnavailableError, UnknownModelError, resolve
+from blip.model.config import ConfigError, config_from_dict, read_config
 
 pytestmark = pytest.mark.unit
 ROOT = Path(__file__).resolve().parents[1]

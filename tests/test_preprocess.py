@@ -18,7 +18,7 @@ from PIL import Image
 from transformers import AutoImageProcessor, BlipImageProcessorPil
 from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 
-from blip.preprocess import IMAGE_MEAN, IMAGE_STD, load_image, preprocess, to_rgb
+from blip.loading.preprocess import IMAGE_MEAN, IMAGE_STD, load_image, preprocess, to_rgb
 
 pytestmark = pytest.mark.parity
 

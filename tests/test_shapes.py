@@ -8,8 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from blip.shapes import (
+from shapes_world import (
     COLOURS,
     IMAGE_SIZE,
     POSITION_JITTER,

@@ -24,7 +24,7 @@ from tokenizers import Tokenizer
 from transformers import BertTokenizer
 from transformers.models.bert.tokenization_bert_legacy import BertTokenizerLegacy
 
-from blip.tokenizer import CLS_ID, DEC_ID, ENC_ID, PAD_ID, SEP_ID, BlipTokenizer
+from blip.loading.tokenizer import CLS_ID, DEC_ID, ENC_ID, PAD_ID, SEP_ID, BlipTokenizer
 
 pytestmark = pytest.mark.parity
 

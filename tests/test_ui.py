@@ -12,9 +12,9 @@ import gradio as gr
 import pytest
 from conftest import decoding_values
 
-from blip import render
 from blip.engine import Engine
-from blip.uploads import open_upload
+from blip.explain import render
+from blip.loading.uploads import open_upload
 from ui import ask_tab, batch_tab, caption_tab, match_tab, zeroshot_tab
 from ui.decoding import BEAM, DECODINGS, GREEDY, NUCLEUS, TOP_K, decoding_options
 from ui.errors import friendly

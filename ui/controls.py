@@ -101,7 +101,7 @@ def image_path(**kwargs: Any) -> gr.Image:
 
     ``gr.Image`` opens every upload with PIL before the handler runs, so a zero-byte file, a text file
     named .jpg or a decompression bomb would fail inside Gradio with a generic error. Here the handler
-    opens the file itself (``blip.uploads.open_upload``) and explains what is wrong with it.
+    opens the file itself (``blip.loading.uploads.open_upload``) and explains what is wrong with it.
     """
     component = gr.Image(type="filepath", **kwargs)
     original = component.preprocess

@@ -1,4 +1,4 @@
-"""Captions and answers as text: prompts in, decoded strings out, on top of :mod:`blip.decoding`.
+"""Captions and answers as text: prompts in, decoded strings out, on top of :mod:`blip.generation.decoding`.
 
 These functions take the image tokens from ``encode_image`` so that a caller (the engine) can encode an
 image once and ask many things about it.
@@ -10,10 +10,11 @@ from dataclasses import dataclass
 
 import torch
 
-from .cache import KVCache
-from .decoding import DecodingOptions, GeneratedSequence, generate
-from .models import CaptionModel, QuestionAnsweringModel
-from .tokenizer import CLS_ID, DEC_ID, ENC_ID, PAD_ID, BlipTokenizer
+from ..loading.tokenizer import CLS_ID, DEC_ID, ENC_ID, PAD_ID, BlipTokenizer
+from ..model.cache import KVCache
+from ..model.task_models import CaptionModel, QuestionAnsweringModel
+from .decoding import generate
+from .options import DecodingOptions, GeneratedSequence
 
 MAX_TEXT_TOKENS = 64  # questions and answers are short; longer input is truncated (the caller is told)
 

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import torch
 
-from .config import BlipConfig, read_config
-from .models import TASK_MODELS, BlipBase
+from ..model.config import BlipConfig, read_config
+from ..model.task_models import TASK_MODELS, BlipBase
 
 SAFETENSORS = "model.safetensors"
 SAFETENSORS_INDEX = "model.safetensors.index.json"

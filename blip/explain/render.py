@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageFilter
 
-from .preprocess import to_rgb
+from ..loading.preprocess import to_rgb
 
 
 def overlay(

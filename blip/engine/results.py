@@ -3,10 +3,28 @@ the app, the command line and the API can use them without knowing PyTorch."""
 
 from __future__ import annotations
 
+import math
+import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .explain import Heatmaps
+from ..explain.maps import Heatmaps
+from ..generation.tasks import GeneratedText
+from ..loading.tokenizer import BlipTokenizer
+
+
+class Stopwatch:
+    """Seconds spent in each named stage of a request, plus the total."""
+
+    def __init__(self) -> None:
+        self._start = self._last = time.perf_counter()
+        self.timings: dict[str, float] = {}
+
+    def mark(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.timings[stage] = now - self._last
+        self.timings["total"] = now - self._start
+        self._last = now
 
 
 @dataclass
@@ -112,3 +130,26 @@ class ClassifyResult(Result):
     template: str = "a picture of {}"
     temperature: float = 0.07
     labels: list[LabelScore] = field(default_factory=list)  # best first; probabilities sum to 1
+
+
+def generated_items(
+    tokenizer: BlipTokenizer, texts: list[GeneratedText], heatmaps: list[Heatmaps | None]
+) -> list[GeneratedItem]:
+    """Generated texts as results: each token with its probability and the alternatives, by name."""
+    items = []
+    for text, maps in zip(texts, heatmaps, strict=True):
+        seq = text.sequence
+        tokens = [
+            TokenInfo(
+                token=piece,
+                token_id=token_id,
+                probability=math.exp(logprob),
+                logprob=logprob,
+                alternatives=[(tokenizer.id_to_token(i), p) for i, p in alternatives],
+            )
+            for piece, token_id, logprob, alternatives in zip(
+                text.tokens, seq.token_ids, seq.token_logprobs, seq.alternatives, strict=True
+            )
+        ]
+        items.append(GeneratedItem(text.text, seq.score, tokens, seq.finished, maps))
+    return items

@@ -9,9 +9,9 @@ from pathlib import Path
 import torch
 from PIL import Image
 
+from ..model.task_models import BlipBase
 from .checkpoint import load_checkpoint
 from .hub import resolve
-from .models import BlipBase
 from .preprocess import preprocess
 from .tokenizer import BlipTokenizer
 
@@ -65,7 +65,7 @@ def load(
     """Load a BLIP checkpoint by table name (downloading on first use) or from a local directory.
 
     Args:
-        name_or_dir: a name from ``blip.hub.MODELS`` (e.g. "caption-base") or a checkpoint folder.
+        name_or_dir: a name from ``blip.loading.hub.MODELS`` (e.g. "caption-base") or a checkpoint folder.
         device: "cpu", "cuda", ...
         dtype: parameter dtype (float32 is bit-compatible with the reference).
         cache_dir: Hub cache to use instead of the standard one.

@@ -19,15 +19,13 @@ import warnings
 import torch
 from torch import nn
 
-from .models import BlipBase
-
 
 def int8_supported() -> bool:
     """Whether this PyTorch build has a CPU engine for quantised linear layers."""
     return torch.backends.quantized.engine != "none" and bool(torch.backends.quantized.supported_engines)
 
 
-def quantize_int8(model: BlipBase) -> BlipBase:
+def quantize_int8(model: nn.Module) -> nn.Module:
     """A copy of ``model`` (on the CPU) with every ``nn.Linear`` replaced by a dynamic int8 one."""
     if next(model.parameters()).device.type != "cpu":
         raise ValueError("the int8 fast mode runs on the CPU only")

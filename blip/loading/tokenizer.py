@@ -37,7 +37,7 @@ ENC_ID = 30523
 
 _SPECIAL_TOKENS = {"[PAD]": PAD_ID, "[UNK]": UNK_ID, "[CLS]": CLS_ID, "[SEP]": SEP_ID, "[MASK]": MASK_ID}
 _BLIP_TOKENS = {DEC_ID: "[DEC]", ENC_ID: "[ENC]"}
-_RESOURCES = Path(__file__).resolve().parent / "resources"
+_RESOURCES = Path(__file__).resolve().parents[1] / "resources"
 
 # transformers' optional extra clean-up after decoding (``clean_up_tokenization_spaces=True``).
 _CLEANUP = (

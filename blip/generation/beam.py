@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import torch
 
-from .decoding import DecodingOptions, GeneratedSequence, RowHistory, Stepper, to_sequence
+from ..loading.tokenizer import PAD_ID, SEP_ID
 from .logits import process_scores
-from .tokenizer import PAD_ID, SEP_ID
+from .options import DecodingOptions, GeneratedSequence
+from .stepper import RowHistory, Stepper, to_sequence
 
 _FAR_BELOW = -1.0e9  # "never pick this": added to scores of excluded entries, as the reference does
 

@@ -4,7 +4,7 @@ A public app receives every kind of file: empty ones, text files named .jpg, tru
 16-bit scans, animated GIFs, phone photos lying on their side, and files whose header claims a size
 that would take gigabytes to decode. ``open_upload`` checks the header before decoding anything big,
 decodes what is reasonable, and turns every failure into a ``ValueError`` whose message a user can act
-on. The model itself sees the result through ``blip.preprocess`` like any other image.
+on. The model itself sees the result through ``blip.loading.preprocess`` like any other image.
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ def open_upload(path: str | os.PathLike) -> Image.Image:
 
     EXIF orientation is applied (phone photos), animated images give their first frame, 16-bit and
     float greyscale is rescaled to 8 bits, and an image whose longest side exceeds ``MAX_SIDE`` is
-    downscaled to it. Colour modes are left to ``blip.preprocess.to_rgb``.
+    downscaled to it. Colour modes are left to ``blip.loading.preprocess.to_rgb``.
 
     Raises:
         UploadError: the file is missing, empty, not an image, damaged, or over ``MAX_PIXELS``.

@@ -24,10 +24,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..kernels.linear import project
 from .attention import attend, causal_mask, padding_mask
 from .cache import KVCache
 from .config import TextConfig
-from .linear import project
 
 
 @dataclass

@@ -1,0 +1,80 @@
+"""What every command shares: the options that set decoding, the engine a run uses, how an image is
+opened, and the two kinds of error a user can cause."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import fields
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from ..engine import Engine
+from ..generation.options import DecodingOptions
+from ..loading import hub
+from ..loading.uploads import UploadError, open_upload
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+# DecodingOptions fields set by flags of the same name (--top-p), except where FLAGS says; not offered:
+NOT_OFFERED = ("early_stopping", "top_alternatives", "output_attentions", "use_cache")
+DECODING_FIELDS = tuple(f.name for f in fields(DecodingOptions) if f.name not in NOT_OFFERED)
+FLAGS = {"num_beams": "--beams", "num_sequences": "--num-{count}"}  # --num-captions, --num-answers
+ONLY_FOR = dict.fromkeys(("num_beams", "length_penalty"), "beam")  # flags other strategies would ignore
+ONLY_FOR |= dict.fromkeys(("temperature", "top_k", "top_p", "seed"), "sample")
+
+
+class UsageError(ValueError):
+    """A mistake in the command line itself (exit code 2)."""
+
+
+class RunError(RuntimeError):
+    """Something a user can fix that failed while running, such as an unreadable image (exit code 1)."""
+
+
+def open_image(path: str) -> Image.Image:
+    """The picture at ``path`` (upright), or a :class:`RunError` saying why it cannot be read."""
+    try:
+        return open_upload(path)
+    except UploadError as err:  # missing, empty, not an image, damaged, or too large
+        raise RunError(f"cannot read image {path}: {err}") from None
+
+
+def make_engine(args: argparse.Namespace) -> tuple[Engine, str]:
+    """An engine for this run, and the model name to ask it for (a table name or a folder)."""
+    name = args.model or args.default_model
+    local = {}
+    if Path(name).is_dir():
+        local = {name: Path(name)}
+    elif name not in hub.MODELS:
+        raise hub.UnknownModelError(name)
+    if not 0.0 <= args.opacity <= 1.0:  # checked now, not after the model has run
+        raise UsageError(f"--opacity must be between 0 and 1 (got {args.opacity})")
+    if args.device:
+        try:
+            device = torch.device(args.device)
+        except RuntimeError:
+            raise UsageError(f"--device {args.device!r} is not a device (cpu, cuda, cuda:1, ...)") from None
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise UsageError(f"--device {args.device} was asked for, but CUDA is not available")
+    return Engine(device=args.device, dtype=DTYPES[args.dtype], max_models=1, local_models=local), name
+
+
+def flag_of(field: str, count: str) -> str:
+    """The flag that sets a DecodingOptions field; ``count`` names what is counted (captions, answers)."""
+    return FLAGS.get(field, "--" + field.replace("_", "-")).format(count=count)
+
+
+def decoding_options(args: argparse.Namespace) -> DecodingOptions:
+    """DecodingOptions from the flags that were given; flags the chosen strategy would ignore are errors."""
+    given = {k: getattr(args, k) for k in DECODING_FIELDS if getattr(args, k) is not None}
+    flags = {k: flag_of(k, args.count) for k in DECODING_FIELDS}
+    strategy = given.get("strategy", "greedy")
+    for name, needs in ONLY_FOR.items():
+        if name in given and strategy != needs:
+            raise UsageError(f"{flags[name]} only applies to --strategy {needs}")
+    try:
+        return DecodingOptions(**given)
+    except ValueError as err:  # "top_p must be ...": say it with the flag's name
+        field, _, rest = str(err).partition(" ")
+        raise UsageError(f"{flags.get(field, field)} {rest}") from None

@@ -1,0 +1,70 @@
+"""The ``blip`` argument parser: options every command shares, then one sub-parser per command."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..engine import FIRST_TOKENS, SCORINGS
+from ..generation.options import STRATEGIES, DecodingOptions
+from ..loading import hub
+from .cache import cmd_download, cmd_info
+from .options import DECODING_FIELDS, DTYPES, ONLY_FOR, flag_of
+from .tasks import cmd_ask, cmd_caption, cmd_classify, cmd_match
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``blip`` parser with one sub-parser per command."""
+    parser = argparse.ArgumentParser(prog="blip", description="BLIP from the command line.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--model", metavar="NAME_OR_DIR", help=f"one of {', '.join(hub.MODELS)}, or a folder")
+    common.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda when available)")
+    common.add_argument("--dtype", choices=DTYPES, default="float32")
+    common.add_argument("--json", action="store_true", help="one JSON object per image and line")
+    common.add_argument("--heatmaps", metavar="DIR", help="write heatmap overlays (PNG) into DIR")
+    common.add_argument("--heatmap-kind", choices=("attention", "gradcam"), default="gradcam")
+    common.add_argument("--opacity", type=float, default=0.5, help="of the heatmap overlay, 0..1")
+
+    def add(name: str, func, model: str, text: str, one_image: bool = True) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, parents=[common], help=text, description=text)
+        p.set_defaults(func=func, default_model=model)
+        if one_image:  # ask, match and classify: one image, and a choice of how texts are encoded
+            p.add_argument("image", metavar="IMAGE")
+            p.add_argument("--first-token", choices=FIRST_TOKENS, default="[ENC]")
+        return p
+
+    def decoding(p: argparse.ArgumentParser, count: str) -> None:
+        p.set_defaults(count=count)
+        g, d = p.add_argument_group("decoding (flags left out keep their defaults)"), DecodingOptions()
+        g.add_argument("--strategy", choices=STRATEGIES, help=f"default {d.strategy}")
+        for name in DECODING_FIELDS[1:]:
+            default, only = getattr(d, name), f"{ONLY_FOR[name]} only, " if name in ONLY_FOR else ""
+            kind = float if isinstance(default, float) else int
+            g.add_argument(
+                flag_of(name, count), dest=name, type=kind, metavar="N", help=f"{only}default {default}"
+            )
+
+    p = add("caption", cmd_caption, "caption-base", "Describe images.", one_image=False)
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument("--prompt", default="", help='text the caption continues, e.g. "a picture of"')
+    decoding(p, "captions")
+    p = add("ask", cmd_ask, "vqa-base", "Answer a question about an image.")
+    p.add_argument("question", metavar="QUESTION")
+    p.add_argument("--candidates", metavar='"A,B,C"', help="rank these answers instead of generating")
+    decoding(p, "answers")
+    p = add("match", cmd_match, "itm-base-coco", "How well does each text match the image?")
+    p.add_argument("texts", nargs="+", metavar="TEXT")
+    p = add("classify", cmd_classify, "itm-base-coco", "Zero-shot classification over labels.")
+    p.add_argument("labels", nargs="+", metavar="LABEL")
+    p.add_argument("--template", default="a picture of {}", help="{} marks where the label goes")
+    p.add_argument("--scoring", choices=SCORINGS, default="itc")
+    p.add_argument("--temperature", type=float, default=0.07, help="ITC softmax temperature")
+    p.add_argument("--shortlist", type=int, default=5, help="labels ITM re-ranks under itc+itm")
+    p = sub.add_parser("download", help="Fetch models into the Hugging Face cache.")
+    p.add_argument("names", nargs="*", metavar="NAME", help=", ".join(hub.MODELS))
+    p.add_argument("--all", action="store_true", help="every model in the table")
+    p.set_defaults(func=cmd_download)
+    p = sub.add_parser("info", help="Show the cache, cached models, device and torch version.")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_info)
+    return parser

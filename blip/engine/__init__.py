@@ -1,0 +1,26 @@
+"""The engine: the service layer between BLIP and the app, the command line and the API.
+
+store.py       models loaded once and kept (LRU), the offline demo model standing in
+recent.py      a small thread-safe LRU and the key a picture is known by
+inputs.py      cleaning and checking what a request brings (texts, options, first token)
+results.py     plain dataclasses handed back, with timings
+core.py        what every task stands on: the store, image encodings, a model of the right kind
+captioning.py  answering.py  matching.py: the tasks, one module each
+engine.py      ``Engine``: every task in one object
+"""
+
+from .engine import Engine
+from .inputs import FIRST_TOKENS
+from .matching import MAX_LABELS, MAX_TEXTS, SCORINGS
+from .store import DEMO_MODELS, DEMO_NOTICE, default_device
+
+__all__ = [
+    "DEMO_MODELS",
+    "DEMO_NOTICE",
+    "FIRST_TOKENS",
+    "MAX_LABELS",
+    "MAX_TEXTS",
+    "SCORINGS",
+    "Engine",
+    "default_device",
+]

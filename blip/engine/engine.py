@@ -1,0 +1,25 @@
+"""The engine: one object between the BLIP core and every way of using it (app, command line, API).
+
+It loads each model once (lazily, thread-safely, keeping at most a few in memory), remembers the image
+tokens it has computed (so the same picture in several tabs or questions is encoded once), runs the four
+tasks and returns plain results with timings and, on request, heatmaps.
+
+Each task lives in its own module as a part of the engine (:class:`Captioning`, :class:`Answering`,
+:class:`Matching`, all built on :class:`~blip.engine.core.EngineCore`); a new task is a new module and
+one more base here. Nothing is per user: every request builds its own decoding state, so concurrent
+requests never see each other's data.
+"""
+
+from __future__ import annotations
+
+from .answering import Answering
+from .captioning import Captioning
+from .matching import Matching
+
+
+class Engine(Captioning, Answering, Matching):
+    """Loads models on first use and runs caption / answer / match / classify.
+
+    Its arguments are :class:`~blip.engine.core.EngineCore`'s: device, dtype, max_models,
+    image_cache_size, local_models, loader, demo ("fallback", "always", "never") and fast.
+    """

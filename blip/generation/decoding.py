@@ -1,0 +1,112 @@
+"""Our own decoding loop: greedy search and sampling here, beam search in ``beam.py``.
+
+BLIP writes text one token at a time. At every step the decoder turns everything so far into scores
+for the next token, :mod:`~blip.generation.logits` reshapes them (penalties, bans, sampling filters) and a strategy
+picks the token. The choices match the reference implementation's ``generate`` token for token.
+
+Speed comes from three habits: the :class:`~blip.model.cache.KVCache` keeps past keys and values so each step
+runs one token; the image (or question) keys and values are computed once and shared by every row;
+and all rows (beams or samples) advance together as one batch.
+
+Besides the tokens, the loop returns what an explorer wants: each token's log-probability, the best
+alternatives at each step, and on request where the decoder looked (cross-attention) for each token.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..loading.tokenizer import PAD_ID, SEP_ID
+from ..model.text import TextLMModel
+from .beam import beam_search
+from .logits import process_scores
+from .options import MAX_POSITIONS, DecodingOptions, GeneratedSequence
+from .stepper import RowHistory, Stepper, to_sequence
+
+
+def generate(
+    decoder: TextLMModel,
+    encoder_states: torch.Tensor,
+    prompt_ids: list[int],
+    options: DecodingOptions,
+) -> list[GeneratedSequence]:
+    """Continue ``prompt_ids`` (starting with [DEC]) while attending to ``encoder_states``.
+
+    Args:
+        decoder: the image-grounded decoder with its LM head.
+        encoder_states: (1, S, E) image tokens (captioning) or question states (VQA).
+        prompt_ids: the tokens to continue: [DEC] alone, or [DEC] + a caption prompt.
+        options: strategy and controls.
+
+    Returns:
+        ``options.num_sequences`` sequences, best first for beam search.
+    """
+    if encoder_states.shape[0] != 1:
+        raise ValueError("generate() decodes for one image or question at a time")
+    if len(prompt_ids) + options.max_new_tokens > MAX_POSITIONS:
+        raise ValueError(f"prompt plus max_new_tokens exceeds the {MAX_POSITIONS}-token limit")
+    prompt = torch.tensor([prompt_ids], device=encoder_states.device)
+    stepper = Stepper(decoder, encoder_states, options)
+    with torch.inference_mode():
+        if options.strategy == "beam":
+            return beam_search(stepper, prompt, options)
+        return _greedy_or_sample(stepper, prompt, options)
+
+
+def _greedy_or_sample(
+    stepper: Stepper, prompt: torch.Tensor, options: DecodingOptions
+) -> list[GeneratedSequence]:
+    """Greedy search (one row) or independent samples (``num_sequences`` rows), with the reference's
+    per-step order: scores -> penalties/filters -> argmax or draw -> stop rows that produced [SEP]."""
+    sample = options.strategy == "sample"
+    rows = options.num_sequences if sample else 1
+    plen, steps, k = prompt.shape[1], options.max_new_tokens, options.top_alternatives
+    generator = None
+    if sample:
+        generator = torch.Generator(device=prompt.device)
+        generator.manual_seed(options.seed if options.seed is not None else torch.seed())
+
+    sequences = torch.full((rows, plen + steps), PAD_ID, dtype=torch.long, device=prompt.device)
+    sequences[:, :plen] = prompt
+    history = RowHistory.empty(rows, steps, k)
+    attention_steps: list[torch.Tensor] | None = [] if options.output_attentions else None
+    running = torch.ones(rows, dtype=torch.bool, device=prompt.device)
+    lengths = torch.full((rows,), steps, dtype=torch.long)
+    every_row = torch.arange(rows, device=prompt.device)
+
+    logits, cross = stepper.start(prompt, rows)
+    for step in range(steps):
+        cur = plen + step
+        raw = logits.log_softmax(dim=-1)
+        scores = process_scores(
+            logits,
+            sequences[:, :cur],
+            step,
+            stop_token=SEP_ID,
+            repetition=options.repetition_penalty,
+            ngram=options.no_repeat_ngram_size,
+            min_new_tokens=options.min_new_tokens,
+            temperature=options.temperature if sample else 1.0,
+            top_k=options.top_k if sample else 0,
+            top_p=options.top_p if sample else 1.0,
+        )
+        if sample:
+            tokens = torch.multinomial(scores.softmax(dim=-1), 1, generator=generator).squeeze(1)
+        else:
+            tokens = scores.argmax(dim=-1)
+        tokens = torch.where(running, tokens, PAD_ID)  # finished rows only pad
+        sequences[:, cur] = tokens
+        history.record(step, every_row, raw, tokens, k)
+        if attention_steps is not None:
+            attention_steps.append(cross)
+        just_done = running & (tokens == SEP_ID)
+        lengths[just_done.cpu()] = step + 1
+        running &= tokens != SEP_ID
+        if not running.any() or step + 1 == steps:
+            break
+        logits, cross = stepper(sequences[:, : cur + 1])
+
+    return [
+        to_sequence(sequences[r, plen:], history, r, int(lengths[r]), None, attention_steps)
+        for r in range(rows)
+    ]

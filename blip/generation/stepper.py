@@ -1,0 +1,136 @@
+"""The decoding loop's moving parts, shared by every strategy: the :class:`Stepper` runs the decoder
+over the tokens it has not seen yet (through the :class:`~blip.model.cache.KVCache`), the
+:class:`RowHistory` records what each row chose and what it could have chosen, and :func:`to_sequence`
+packages one finished row.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..loading.tokenizer import SEP_ID
+from ..model.cache import KVCache
+from ..model.text import TextLMModel
+from .options import DecodingOptions, GeneratedSequence
+
+
+class Stepper:
+    """Runs the decoder over the tokens it has not seen yet and returns next-token scores.
+
+    Rows may be reordered between steps (beam search), or multiplied after the prompt (all beams and
+    samples start from the same prompt, which is run once).
+    """
+
+    def __init__(self, decoder: TextLMModel, encoder_states: torch.Tensor, options: DecodingOptions):
+        self.decoder = decoder
+        self.encoder_states = encoder_states  # (1, S, E): shared by every row, never copied
+        self.output_attentions = options.output_attentions
+        layers = decoder.bert.config.num_hidden_layers
+        self.cache = KVCache(layers, capacity=64) if options.use_cache else None
+
+    def __call__(self, sequences: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Scores (rows, vocab) in float32 for the position after ``sequences`` (rows, length), and the
+        cross-attention of that position (rows, layers, heads, S) when requested."""
+        new = sequences[:, self.cache.length :] if self.cache is not None else sequences
+        logits, out = self.decoder(
+            new,
+            self.encoder_states,
+            cache=self.cache,
+            output_attentions=self.output_attentions,
+            last_only=True,
+        )
+        cross = None
+        if self.output_attentions:
+            cross = torch.stack([layer[:, :, -1] for layer in out.cross_attentions], dim=1)
+        return logits[:, -1].float(), cross
+
+    def reorder(self, rows: torch.Tensor) -> None:
+        """Continue with ``rows`` (indices into the current rows) as the new batch."""
+        if self.cache is not None:
+            self.cache.reorder(rows)
+
+    def start(self, prompt: torch.Tensor, rows: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Run the prompt (1, P) once and give each of ``rows`` rows (beams, samples) its state."""
+        logits, cross = self(prompt)
+        if rows > 1:
+            self.reorder(torch.zeros(rows, dtype=torch.long, device=prompt.device))
+            logits = logits.expand(rows, -1)
+            cross = cross.expand(rows, *cross.shape[1:]) if cross is not None else None
+        return logits, cross
+
+
+@dataclass
+class RowHistory:
+    """Per-row records that travel with the rows when beam search reorders or finishes them."""
+
+    rows: torch.Tensor  # (R, steps) int: which running row produced the token at each step
+    logprobs: torch.Tensor  # (R, steps) the token's raw log-probability
+    alt_ids: torch.Tensor  # (R, steps, k)
+    alt_logprobs: torch.Tensor  # (R, steps, k)
+
+    @classmethod
+    def empty(cls, rows: int, steps: int, k: int) -> RowHistory:
+        return cls(
+            torch.zeros(rows, steps, dtype=torch.long),
+            torch.zeros(rows, steps),
+            torch.zeros(rows, steps, k, dtype=torch.long),
+            torch.zeros(rows, steps, k),
+        )
+
+    def select(self, index: torch.Tensor) -> RowHistory:
+        return RowHistory(
+            self.rows[index], self.logprobs[index], self.alt_ids[index], self.alt_logprobs[index]
+        )
+
+    def cat(self, other: RowHistory) -> RowHistory:
+        return RowHistory(
+            torch.cat([self.rows, other.rows]),
+            torch.cat([self.logprobs, other.logprobs]),
+            torch.cat([self.alt_ids, other.alt_ids]),
+            torch.cat([self.alt_logprobs, other.alt_logprobs]),
+        )
+
+    def record(self, step: int, rows: torch.Tensor, raw: torch.Tensor, tokens: torch.Tensor, k: int) -> None:
+        """Fill ``step`` for every row: its source running row, raw log-prob of its token, alternatives.
+
+        Args:
+            rows: (R,) running row each entry comes from.
+            raw: (running rows, vocab) raw log-probabilities of this step.
+            tokens: (R,) the token each entry chose.
+        """
+        self.rows[:, step] = rows
+        self.logprobs[:, step] = raw[rows, tokens]
+        if k:
+            best = raw.topk(k, dim=-1)
+            self.alt_ids[:, step] = best.indices[rows]
+            self.alt_logprobs[:, step] = best.values[rows]
+
+
+def to_sequence(
+    tokens: torch.Tensor,
+    history: RowHistory,
+    row: int,
+    steps: int,
+    score: float | None,
+    attention_steps: list[torch.Tensor] | None,
+) -> GeneratedSequence:
+    """Package row ``row`` of the histories (its first ``steps`` tokens) as a :class:`GeneratedSequence`."""
+    ids = tokens[:steps].tolist()
+    logprobs = history.logprobs[row, :steps].tolist()
+    alternatives = [
+        list(zip(history.alt_ids[row, s].tolist(), history.alt_logprobs[row, s].exp().tolist(), strict=True))
+        for s in range(steps)
+    ]
+    cross = None
+    if attention_steps is not None:
+        cross = torch.stack([attention_steps[s][history.rows[row, s]] for s in range(steps)])
+    return GeneratedSequence(
+        token_ids=ids,
+        token_logprobs=logprobs,
+        alternatives=alternatives,
+        score=sum(logprobs) if score is None else score,
+        finished=bool(ids) and ids[-1] == SEP_ID,
+        cross_attentions=cross,
+    )
