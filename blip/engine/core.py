@@ -116,16 +116,33 @@ class EngineCore:
 
         ``key`` is the picture's :func:`~blip.engine.recent.image_key` when the caller already has it.
         """
-        cache_key = (loaded.name, key or image_key(image))
-        embeds = self._images.get(cache_key)
-        if embeds is not None:
-            return embeds, True
-        with torch.inference_mode():
-            embeds = loaded.model.encode_image(loaded.pixels(image))
-        with self._count_lock:
-            self.vision_runs += 1
-        self._images.put(cache_key, embeds)
-        return embeds, False
+        embeds, cached = self.image_embeds_many(loaded, [image], None if key is None else [key])
+        return embeds, cached[0]
+
+    def image_embeds_many(
+        self,
+        loaded: LoadedModel,
+        images: list[Image.Image],
+        keys: list[str] | None = None,
+        remember: bool = True,
+    ) -> tuple[torch.Tensor, list[bool]]:
+        """Image tokens (G, N, D) for G pictures, those not cached encoded in one vision pass; and for
+        each, whether it came from the cache. ``remember=False`` leaves the cache as it was (a dataset's
+        pictures are seen once and would only push out the ones a user is exploring)."""
+        keys = keys or [image_key(image) for image in images]
+        found = [self._images.get((loaded.name, key)) for key in keys]
+        missing = [i for i, embeds in enumerate(found) if embeds is None]
+        if missing:
+            with torch.inference_mode():
+                fresh = loaded.model.encode_image(loaded.pixels([images[i] for i in missing]))
+            with self._count_lock:
+                self.vision_runs += 1
+            for row, i in enumerate(missing):
+                found[i] = fresh[row : row + 1]
+                if remember:
+                    self._images.put((loaded.name, keys[i]), found[i])
+        embeds = found[0] if len(found) == 1 else torch.cat(found)
+        return embeds, [i not in missing for i in range(len(images))]
 
     @staticmethod
     def grid(loaded: LoadedModel) -> tuple[int, int]:

@@ -27,36 +27,48 @@ from .stepper import RowHistory, Stepper, to_sequence
 _FAR_BELOW = -1.0e9  # "never pick this": added to scores of excluded entries, as the reference does
 
 
-def beam_search(stepper: Stepper, prompt: torch.Tensor, options: DecodingOptions) -> list[GeneratedSequence]:
-    """Run beam search from ``prompt`` (1, P); return the ``num_sequences`` best finished texts."""
+def beam_search(
+    stepper: Stepper, prompt: torch.Tensor, options: DecodingOptions
+) -> list[list[GeneratedSequence]]:
+    """Run beam search from ``prompt`` (1, P) for each of the stepper's G images; return each image's
+    ``num_sequences`` best finished texts.
+
+    Every image keeps its own beams, finished list and stopping test, exactly as if it ran alone; the
+    tensors below carry a leading image dimension (G, ...), and an image whose search has stopped
+    leaves the batch.
+    """
     device = prompt.device
+    images = stepper.encoder_states.shape[0]
     beams, keep = options.num_beams, 2 * options.num_beams
     plen, steps, k = prompt.shape[1], options.max_new_tokens, options.top_alternatives
     max_length = plen + steps
     penalty, early = options.length_penalty, options.early_stopping
 
-    running = torch.full((beams, max_length), PAD_ID, dtype=torch.long, device=device)
-    running[:, :plen] = prompt
-    running_scores = torch.zeros(beams, device=device)
-    running_scores[1:] = _FAR_BELOW  # all beams start identical: only the first may expand at step one
-    running_history = RowHistory.empty(beams, steps, k)
+    running = torch.full((images, beams, max_length), PAD_ID, dtype=torch.long, device=device)
+    running[:, :, :plen] = prompt
+    running_scores = torch.zeros(images, beams, device=device)
+    running_scores[:, 1:] = _FAR_BELOW  # all beams start identical: only the first may expand at step one
+    running_history = RowHistory.empty(images * beams, steps, k)  # image-major rows
     finished = running.clone()
-    finished_scores = torch.full((beams,), _FAR_BELOW, device=device)
-    finished_lengths = torch.zeros(beams, dtype=torch.long)
-    finished_history = RowHistory.empty(beams, steps, k)
-    is_finished = torch.zeros(beams, dtype=torch.bool, device=device)
-    can_improve = True
+    finished_scores = torch.full((images, beams), _FAR_BELOW, device=device)
+    finished_lengths = torch.zeros(images, beams, dtype=torch.long)
+    finished_history = RowHistory.empty(images * beams, steps, k)
+    is_finished = torch.zeros(images, beams, dtype=torch.bool, device=device)
+    can_improve = torch.ones(images, dtype=torch.bool, device=device)
     top_beams = torch.arange(keep, device=device) < beams  # only these candidates may finish
     attention_steps: list[torch.Tensor] | None = [] if options.output_attentions else None
+    alive = list(range(images))  # the images still searching, by their index in the input
+    results: list[list[GeneratedSequence]] = [[] for _ in range(images)]
 
-    logits, cross = stepper.start(prompt, beams)  # every beam starts from the same prompt state
+    logits, cross = stepper.start(prompt, beams)  # every beam of an image starts from its prompt state
 
     for step in range(steps):
         cur = plen + step
-        raw = logits.log_softmax(dim=-1)  # (beams, vocab)
+        g = len(alive)
+        raw = logits.log_softmax(dim=-1)  # (g * beams, vocab)
         scores = process_scores(
             raw,
-            running[:, :cur],
+            running[:, :, :cur].reshape(g * beams, cur),
             step,
             stop_token=SEP_ID,
             repetition=options.repetition_penalty,
@@ -64,60 +76,90 @@ def beam_search(stepper: Stepper, prompt: torch.Tensor, options: DecodingOptions
             min_new_tokens=options.min_new_tokens,
         )
         vocab = scores.shape[-1]
-        totals = (scores + running_scores[:, None]).reshape(-1)  # (beams * vocab)
-        cand_scores, flat = torch.topk(totals, keep)
-        source, tokens = flat // vocab, flat % vocab  # which beam each candidate extends, and with what
-        candidates = running[source].clone()
-        candidates[:, cur] = tokens
-        cand_history = running_history.select(source.cpu())
-        cand_history.record(step, source.cpu(), raw.cpu(), tokens.cpu(), k)
+        totals = (scores.view(g, beams, vocab) + running_scores[:, :, None]).view(g, beams * vocab)
+        cand_scores, flat = torch.topk(totals, keep, dim=1)  # (g, keep)
+        tokens = flat % vocab
+        # Which running row (of all g * beams) each candidate extends, and with what token.
+        source = _offset(flat // vocab, beams)  # (g, keep)
+        candidates = running.view(g * beams, max_length)[source].clone()  # (g, keep, max_length)
+        candidates[:, :, cur] = tokens
+        cand_history = running_history.select(source.view(-1).cpu())
+        cand_history.record(step, source.view(-1).cpu(), raw.cpu(), tokens.view(-1).cpu(), k)
         if attention_steps is not None:
             attention_steps.append(cross)
-        ends = (tokens == SEP_ID) | (cur + 1 >= max_length)
+        ends = (tokens == SEP_ID) | (cur + 1 >= max_length)  # (g, keep)
 
         # The best unfinished candidates run on.
         running_candidates = cand_scores + ends.to(torch.float32) * _FAR_BELOW
-        chosen = torch.topk(running_candidates, beams).indices
-        running, running_scores = candidates[chosen], running_candidates[chosen]
-        running_history = cand_history.select(chosen.cpu())
+        chosen = torch.topk(running_candidates, beams, dim=1).indices  # (g, beams)
+        running = candidates.gather(1, chosen[:, :, None].expand(-1, -1, max_length))
+        running_scores = running_candidates.gather(1, chosen)
+        running_history = cand_history.select(_offset(chosen, keep).view(-1).cpu())
 
         # Candidates that just ended compete with the finished list, scored with the length penalty.
         just_finished = ends & top_beams
         final = cand_scores / ((cur + 1 - plen) ** penalty)
-        full = bool(is_finished.all()) and early is True
-        final = final + float(full) * _FAR_BELOW
-        final = final + float(not can_improve) * _FAR_BELOW
+        full = is_finished.all(dim=1) & (early is True)  # (g,)
+        final = final + full[:, None].to(torch.float32) * _FAR_BELOW
+        final = final + (~can_improve)[:, None].to(torch.float32) * _FAR_BELOW
         final = final + (~just_finished) * _FAR_BELOW
-        merged_scores = torch.cat([finished_scores, final])
-        best = torch.topk(merged_scores, beams).indices
-        finished = torch.cat([finished, candidates])[best]
-        finished_scores = merged_scores[best]
-        finished_lengths = torch.cat([finished_lengths, torch.full((keep,), step + 1)])[best.cpu()]
-        finished_history = finished_history.cat(cand_history).select(best.cpu())
-        is_finished = torch.cat([is_finished, just_finished])[best]
+        merged_scores = torch.cat([finished_scores, final], dim=1)  # (g, beams + keep)
+        best = torch.topk(merged_scores, beams, dim=1).indices  # (g, beams)
+        finished = torch.cat([finished, candidates], dim=1).gather(
+            1, best[:, :, None].expand(-1, -1, max_length)
+        )
+        finished_scores = merged_scores.gather(1, best)
+        new_lengths = torch.full((g, keep), step + 1, dtype=torch.long)
+        finished_lengths = torch.cat([finished_lengths, new_lengths], dim=1).gather(1, best.cpu())
+        # In the concatenated histories, image i's finished rows come first, its candidates after all.
+        merged_rows = torch.where(best < beams, _offset(best, beams), g * beams + _offset(best - beams, keep))
+        finished_history = finished_history.cat(cand_history).select(merged_rows.view(-1).cpu())
+        is_finished = torch.cat([is_finished, just_finished], dim=1).gather(1, best)
 
         # Could a running beam still beat the worst finished text?
         if early == "never" and penalty > 0.0:
             best_length = max_length - plen
         else:
             best_length = cur + 1 - plen
-        best_running = running_scores[:1] / (best_length**penalty)
-        worst_finished = torch.where(is_finished, finished_scores.min(), _FAR_BELOW)
-        can_improve = can_improve and bool((best_running > worst_finished).any())
-        open_beam = not (bool(is_finished.all()) and early is True)
-        if not (can_improve and open_beam and not bool(ends.all())):
-            break
-        stepper.reorder(source[chosen])
-        logits, cross = stepper(running[:, : cur + 1])
+        best_running = running_scores[:, :1] / (best_length**penalty)  # (g, 1)
+        worst_finished = torch.where(is_finished, finished_scores.min(dim=1, keepdim=True).values, _FAR_BELOW)
+        can_improve = can_improve & (best_running > worst_finished).any(dim=1)
+        open_beam = ~(is_finished.all(dim=1) & (early is True))
+        searching = can_improve & open_beam & ~ends.all(dim=1)  # (g,)
 
-    return [
-        to_sequence(
-            finished[i, plen:],
-            finished_history,
-            i,
-            int(finished_lengths[i]),
-            float(finished_scores[i]),
-            attention_steps,
-        )
-        for i in range(options.num_sequences)
-    ]
+        for i in (~searching).nonzero().squeeze(1).tolist():  # images whose search has stopped
+            results[alive[i]] = [
+                to_sequence(
+                    finished[i, n, plen:],
+                    finished_history,
+                    i * beams + n,
+                    int(finished_lengths[i, n]),
+                    float(finished_scores[i, n]),
+                    attention_steps,
+                )
+                for n in range(options.num_sequences)
+            ]
+        if not bool(searching.any()):
+            break
+        next_rows = source.gather(1, chosen)  # (g, beams): the running row each new beam continues
+        if bool(searching.all()):
+            stepper.reorder(next_rows.view(-1))
+        else:  # stopped images leave the batch, with everything that tracks them
+            stay = searching.nonzero().squeeze(1)
+            rows = (stay[:, None] * beams + torch.arange(beams, device=device)).view(-1)
+            stepper.reorder(next_rows[stay].view(-1), groups=stay)
+            alive = [alive[i] for i in stay.tolist()]
+            running, running_scores = running[stay], running_scores[stay]
+            finished, finished_scores = finished[stay], finished_scores[stay]
+            finished_lengths, is_finished = finished_lengths[stay.cpu()], is_finished[stay]
+            can_improve = can_improve[stay]
+            running_history = running_history.select(rows.cpu())
+            finished_history = finished_history.select(rows.cpu())
+        logits, cross = stepper(running[:, :, : cur + 1].reshape(len(alive) * beams, cur + 1))
+
+    return results
+
+
+def _offset(index: torch.Tensor, width: int) -> torch.Tensor:
+    """(g, n) indices into each image's ``width`` entries -> indices into all g * width, image-major."""
+    return index + torch.arange(index.shape[0], device=index.device)[:, None] * width

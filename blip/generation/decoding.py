@@ -42,9 +42,26 @@ def generate(
         ``options.num_sequences`` sequences, best first for beam search.
     """
     if encoder_states.shape[0] != 1:
-        raise ValueError("generate() decodes for one image or question at a time")
+        raise ValueError("generate() decodes for one image or question at a time (see generate_many)")
+    return generate_many(decoder, encoder_states, prompt_ids, options)[0]
+
+
+def generate_many(
+    decoder: TextLMModel,
+    encoder_states: torch.Tensor,
+    prompt_ids: list[int],
+    options: DecodingOptions,
+) -> list[list[GeneratedSequence]]:
+    """:func:`generate` for G images at once, (G, S, E): each image's texts, in order.
+
+    Greedy and beam search run every image's rows as one batch (one weight read per step for all of
+    them) and give each image exactly the tokens it gets alone. Sampling runs image by image, so that a
+    seed gives the same samples as for the image alone.
+    """
     if len(prompt_ids) + options.max_new_tokens > MAX_POSITIONS:
         raise ValueError(f"prompt plus max_new_tokens exceeds the {MAX_POSITIONS}-token limit")
+    if options.strategy == "sample" and encoder_states.shape[0] > 1:
+        return [generate(decoder, states[None], prompt_ids, options) for states in encoder_states]
     prompt = torch.tensor([prompt_ids], device=encoder_states.device)
     stepper = Stepper(decoder, encoder_states, options)
     with torch.inference_mode():
@@ -55,11 +72,16 @@ def generate(
 
 def _greedy_or_sample(
     stepper: Stepper, prompt: torch.Tensor, options: DecodingOptions
-) -> list[GeneratedSequence]:
-    """Greedy search (one row) or independent samples (``num_sequences`` rows), with the reference's
-    per-step order: scores -> penalties/filters -> argmax or draw -> stop rows that produced [SEP]."""
+) -> list[list[GeneratedSequence]]:
+    """Greedy search (one row per image) or independent samples (``num_sequences`` rows, one image),
+    with the reference's per-step order: scores -> penalties/filters -> argmax or draw -> stop rows
+    that produced [SEP].
+
+    A finished greedy row leaves the batch; finished samples stay in it and only pad, because the
+    random draws of the other rows depend on how many rows draw."""
     sample = options.strategy == "sample"
-    rows = options.num_sequences if sample else 1
+    images = stepper.encoder_states.shape[0]
+    rows = options.num_sequences if sample else images
     plen, steps, k = prompt.shape[1], options.max_new_tokens, options.top_alternatives
     generator = None
     if sample:
@@ -70,17 +92,17 @@ def _greedy_or_sample(
     sequences[:, :plen] = prompt
     history = RowHistory.empty(rows, steps, k)
     attention_steps: list[torch.Tensor] | None = [] if options.output_attentions else None
+    alive = torch.arange(rows, device=prompt.device)  # the rows still in the batch (all, for samples)
     running = torch.ones(rows, dtype=torch.bool, device=prompt.device)
     lengths = torch.full((rows,), steps, dtype=torch.long)
-    every_row = torch.arange(rows, device=prompt.device)
 
-    logits, cross = stepper.start(prompt, rows)
+    logits, cross = stepper.start(prompt, 1 if not sample else rows)
     for step in range(steps):
         cur = plen + step
         raw = logits.log_softmax(dim=-1)
         scores = process_scores(
             logits,
-            sequences[:, :cur],
+            sequences[alive, :cur],
             step,
             stop_token=SEP_ID,
             repetition=options.repetition_penalty,
@@ -94,19 +116,25 @@ def _greedy_or_sample(
             tokens = torch.multinomial(scores.softmax(dim=-1), 1, generator=generator).squeeze(1)
         else:
             tokens = scores.argmax(dim=-1)
-        tokens = torch.where(running, tokens, PAD_ID)  # finished rows only pad
-        sequences[:, cur] = tokens
-        history.record(step, every_row, raw, tokens, k)
+        tokens = torch.where(running[alive], tokens, PAD_ID)  # finished rows only pad
+        sequences[alive, cur] = tokens
+        batch_rows = torch.arange(len(alive), device=prompt.device)
+        history.record(step, batch_rows, raw, tokens, k, at=alive.cpu())
         if attention_steps is not None:
             attention_steps.append(cross)
-        just_done = running & (tokens == SEP_ID)
-        lengths[just_done.cpu()] = step + 1
-        running &= tokens != SEP_ID
+        just_done = running[alive] & (tokens == SEP_ID)
+        lengths[alive[just_done].cpu()] = step + 1
+        running[alive[just_done]] = False
         if not running.any() or step + 1 == steps:
             break
-        logits, cross = stepper(sequences[:, : cur + 1])
+        if not sample and bool(just_done.any()):  # finished greedy rows (and their images) leave
+            keep = (~just_done).nonzero().squeeze(1)
+            alive = alive[keep]
+            stepper.reorder(keep, groups=keep)
+        logits, cross = stepper(sequences[alive, : cur + 1])
 
-    return [
+    texts = [
         to_sequence(sequences[r, plen:], history, r, int(lengths[r]), None, attention_steps)
         for r in range(rows)
     ]
+    return [texts] if sample else [[text] for text in texts]

@@ -20,12 +20,14 @@ class Stepper:
     """Runs the decoder over the tokens it has not seen yet and returns next-token scores.
 
     Rows may be reordered between steps (beam search), or multiplied after the prompt (all beams and
-    samples start from the same prompt, which is run once).
+    samples start from the same prompt, which is run once per image). Several images (G groups) may
+    be decoded together: the rows of each image are consecutive, and an image whose texts are all
+    finished can be dropped.
     """
 
     def __init__(self, decoder: TextLMModel, encoder_states: torch.Tensor, options: DecodingOptions):
         self.decoder = decoder
-        self.encoder_states = encoder_states  # (1, S, E): shared by every row, never copied
+        self.encoder_states = encoder_states  # (G, S, E): shared by every row of its image, never copied
         self.output_attentions = options.output_attentions
         layers = decoder.bert.config.num_hidden_layers
         self.cache = KVCache(layers, capacity=64) if options.use_cache else None
@@ -46,18 +48,25 @@ class Stepper:
             cross = torch.stack([layer[:, :, -1] for layer in out.cross_attentions], dim=1)
         return logits[:, -1].float(), cross
 
-    def reorder(self, rows: torch.Tensor) -> None:
-        """Continue with ``rows`` (indices into the current rows) as the new batch."""
+    def reorder(self, rows: torch.Tensor, groups: torch.Tensor | None = None) -> None:
+        """Continue with ``rows`` (indices into the current rows) as the new batch; ``groups`` (indices
+        into the current images) are the images still running, when some were dropped."""
         if self.cache is not None:
-            self.cache.reorder(rows)
+            self.cache.reorder(rows, groups)
+        if groups is not None:
+            self.encoder_states = self.encoder_states.index_select(0, groups)
 
     def start(self, prompt: torch.Tensor, rows: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Run the prompt (1, P) once and give each of ``rows`` rows (beams, samples) its state."""
-        logits, cross = self(prompt)
+        """Run the prompt (1, P) once per image and give each image ``rows`` rows (beams, samples):
+        image g's rows are g * rows ... (g + 1) * rows - 1."""
+        images = self.encoder_states.shape[0]
+        logits, cross = self(prompt.expand(images, -1))
         if rows > 1:
-            self.reorder(torch.zeros(rows, dtype=torch.long, device=prompt.device))
-            logits = logits.expand(rows, -1)
-            cross = cross.expand(rows, *cross.shape[1:]) if cross is not None else None
+            source = torch.arange(images, device=prompt.device).repeat_interleave(rows)
+            self.reorder(source)
+            logits = logits[source] if images > 1 else logits.expand(rows, -1)
+            if cross is not None:
+                cross = cross[source] if images > 1 else cross.expand(rows, *cross.shape[1:])
         return logits, cross
 
 
@@ -92,20 +101,31 @@ class RowHistory:
             torch.cat([self.alt_logprobs, other.alt_logprobs]),
         )
 
-    def record(self, step: int, rows: torch.Tensor, raw: torch.Tensor, tokens: torch.Tensor, k: int) -> None:
-        """Fill ``step`` for every row: its source running row, raw log-prob of its token, alternatives.
+    def record(
+        self,
+        step: int,
+        rows: torch.Tensor,
+        raw: torch.Tensor,
+        tokens: torch.Tensor,
+        k: int,
+        at: torch.Tensor | None = None,
+    ) -> None:
+        """Fill ``step`` for every row (or the rows ``at``): its source running row, the raw log-prob of
+        its token, its alternatives.
 
         Args:
             rows: (R,) running row each entry comes from.
             raw: (running rows, vocab) raw log-probabilities of this step.
             tokens: (R,) the token each entry chose.
+            at: (R,) which records to fill, when only some rows still run; default all.
         """
-        self.rows[:, step] = rows
-        self.logprobs[:, step] = raw[rows, tokens]
+        at = slice(None) if at is None else at
+        self.rows[at, step] = rows.cpu()  # the records live on the CPU, the scores where the model runs
+        self.logprobs[at, step] = raw[rows, tokens].cpu()
         if k:
             best = raw.topk(k, dim=-1)
-            self.alt_ids[:, step] = best.indices[rows]
-            self.alt_logprobs[:, step] = best.values[rows]
+            self.alt_ids[at, step] = best.indices[rows].cpu()
+            self.alt_logprobs[at, step] = best.values[rows].cpu()
 
 
 def to_sequence(

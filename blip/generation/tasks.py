@@ -13,7 +13,7 @@ import torch
 from ..loading.tokenizer import CLS_ID, DEC_ID, ENC_ID, PAD_ID, BlipTokenizer
 from ..model.cache import KVCache
 from ..model.task_models import CaptionModel, QuestionAnsweringModel
-from .decoding import generate
+from .decoding import generate, generate_many
 from .options import DecodingOptions, GeneratedSequence
 
 MAX_TEXT_TOKENS = 64  # questions and answers are short; longer input is truncated (the caller is told)
@@ -63,9 +63,23 @@ def caption(
     options: DecodingOptions | None = None,
 ) -> list[GeneratedText]:
     """Caption one image given its tokens (1, N, D); the text continues ``prompt`` when one is given."""
+    if image_embeds.shape[0] != 1:
+        raise ValueError("caption() takes one image's tokens (see caption_many)")
+    return caption_many(model, tokenizer, image_embeds, prompt, options)[0]
+
+
+def caption_many(
+    model: CaptionModel,
+    tokenizer: BlipTokenizer,
+    image_embeds: torch.Tensor,
+    prompt: str = "",
+    options: DecodingOptions | None = None,
+) -> list[list[GeneratedText]]:
+    """Caption G images together given their tokens (G, N, D), all continuing the same ``prompt``;
+    each image gets the captions it would get alone."""
     prompt_ids = caption_prompt_ids(tokenizer, prompt)
-    sequences = generate(model.text_decoder, image_embeds, prompt_ids, options or DecodingOptions())
-    return _texts(tokenizer, prompt_ids[1:], sequences)
+    batches = generate_many(model.text_decoder, image_embeds, prompt_ids, options or DecodingOptions())
+    return [_texts(tokenizer, prompt_ids[1:], sequences) for sequences in batches]
 
 
 def question_ids(tokenizer: BlipTokenizer, question: str, first_token: int = CLS_ID) -> torch.Tensor:

@@ -28,14 +28,17 @@ def attend(
 
     Args:
         q: queries (B, heads, T, head_dim).
-        k: keys (B or 1, heads, S, head_dim); a batch of 1 is shared by every query row.
+        k: keys (K, heads, S, head_dim) with K = B; or K = 1, shared by every query row; or K = G < B
+            groups (several images decoded together), each shared by B / G consecutive rows.
         v: values, shaped like ``k``.
-        mask: additive mask broadcastable to (B, heads, T, S), or None.
+        mask: additive mask broadcastable to (B, heads, T, S) (or (G, heads, 1, S) with groups), or None.
         need_probs: also return the attention probabilities (B, heads, T, S).
 
     Returns:
         The context (B, heads, T, head_dim) and the probabilities or None.
     """
+    if 1 < k.shape[0] < q.shape[0]:
+        return _attend_grouped(q, k, v, mask, need_probs)
     if not need_probs:
         if k.shape[0] != q.shape[0]:
             # The fused kernel wants matching batch sizes; expand is a view, nothing is copied.
@@ -49,6 +52,24 @@ def attend(
         scores = scores + mask
     probs = scores.softmax(dim=-1)
     return torch.matmul(probs, v), probs
+
+
+def _attend_grouped(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None, need_probs: bool
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Rows in G groups that share keys/values: the beams of G images decoded together. Each group's
+    rows become one longer query sequence, so the image's keys and values are read once per group
+    rather than copied for every row."""
+    b, heads, t, d = q.shape
+    g = k.shape[0]
+    r = b // g  # rows per group
+    grouped = q.view(g, r, heads, t, d).transpose(1, 2).reshape(g, heads, r * t, d)  # (G, heads, R*T, d)
+    context, probs = attend(grouped, k, v, mask, need_probs)
+    context = context.view(g, heads, r, t, d).transpose(1, 2).reshape(b, heads, t, d)  # (B, heads, T, d)
+    if probs is not None:
+        s = probs.shape[-1]
+        probs = probs.view(g, heads, r, t, s).transpose(1, 2).reshape(b, heads, t, s)  # (B, heads, T, S)
+    return context, probs
 
 
 def padding_mask(attention_mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:

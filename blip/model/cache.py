@@ -24,7 +24,7 @@ class KVCache:
         self._capacity = capacity
         self._keys: list[torch.Tensor | None] = [None] * num_layers
         self._values: list[torch.Tensor | None] = [None] * num_layers
-        # Cross-attention keys/values per layer, (B or 1, heads, S, head_dim); filled on first use.
+        # Cross-attention keys/values per layer, (B, 1, or G images; heads, S, head_dim); filled on first use.
         self.cross: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * num_layers
 
     def append(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -53,9 +53,18 @@ class KVCache:
         """Mark ``num_tokens`` more positions as stored (after every layer has appended them)."""
         self.length += num_tokens
 
-    def reorder(self, rows: torch.Tensor) -> None:
-        """Keep batch rows ``rows`` (in that order), e.g. the beams that survived a beam-search step."""
+    def reorder(self, rows: torch.Tensor, groups: torch.Tensor | None = None) -> None:
+        """Keep batch rows ``rows`` (in that order), e.g. the beams that survived a beam-search step.
+
+        ``groups``, when several images are decoded together, are the images (indices into the cross
+        entries' batch) that still run: the others' cross-attention keys/values are dropped.
+        """
         for i, (k, v) in enumerate(zip(self._keys, self._values, strict=True)):
             if k is not None:
                 self._keys[i] = k.index_select(0, rows)
                 self._values[i] = v.index_select(0, rows)
+        if groups is not None:
+            self.cross = [
+                None if kv is None else (kv[0].index_select(0, groups), kv[1].index_select(0, groups))
+                for kv in self.cross
+            ]
