@@ -153,3 +153,18 @@ def generated_items(
         ]
         items.append(GeneratedItem(text.text, seq.score, tokens, seq.finished, maps))
     return items
+
+
+@dataclass
+class SearchHit:
+    path: str  # the picture's name in the index (its file path)
+    itc_cosine: float  # cosine of the query's and the picture's ITC vectors
+    itm_probability: float | None = None  # P(match) when the hit was among the re-ranked
+
+
+@dataclass
+class SearchResult(Result):
+    query: str = ""  # the text, or "picture" for a search by example
+    indexed: int = 0  # pictures searched
+    reranked: int = 0  # how many of the best by ITC the matcher re-ranked
+    hits: list[SearchHit] = field(default_factory=list)  # best first
