@@ -24,7 +24,6 @@ parent) of a fresh process that loads one captioning model and captions one imag
 from __future__ import annotations
 
 import argparse
-import platform
 import resource
 import statistics
 import subprocess
@@ -45,6 +44,7 @@ import shapes_world as shapes  # noqa: E402
 from conftest import random_image  # noqa: E402
 
 from blip.engine import Engine  # noqa: E402
+from blip.kernels import cpu  # noqa: E402
 from blip.kernels.linear import project  # noqa: E402
 from blip.loading.tokenizer import DEC_ID  # noqa: E402
 
@@ -417,7 +417,8 @@ def render_fast(med, fast: dict) -> list[str]:
         "## Fast CPU mode (int8), optional",
         "",
         "`Engine(fast=True)` / `python app.py --fast`: every linear layer in int8 (PyTorch dynamic "
-        "quantisation; this CPU has AVX2 but no bfloat16 instructions, so int8 is the fast format here). "
+        f"quantisation; this CPU: {', '.join(cpu.instruction_sets()) or 'no AVX2'}, "
+        f"{'bfloat16 in hardware' if cpu.has_fast_bfloat16() else 'no bfloat16 instructions'}). "
         "Off by default. Ours float32 against ours int8, from the table above (same runs, interleaved):",
         "",
         "| case | float32 (ms) | int8 (ms) | speed-up |",
@@ -485,11 +486,10 @@ def render(med, text_rows: int, bandwidth: float, imports: dict, peak: dict, run
         rows.append("| " + " | ".join(cells) + " |")
     token, token_ref, token_fast = (t * 1000 for t in per_token(med))
     zero_shot = med["zero-shot, 20 labels (ITC)"][0]
-    cpu = platform.processor() or platform.machine()
     lines = [
         "# Benchmarks",
         "",
-        f"`python scripts/bench.py` on {_cpu_name() or cpu}, {torch.get_num_threads()} threads, "
+        f"`python scripts/bench.py` on {cpu.describe()}, {torch.get_num_threads()} threads, "
         f"torch {torch.__version__}, float32, median of {runs} interleaved runs after a warm-up (who goes "
         "first rotates); "
         "random-weight full-size checkpoints in the Hub layout, read by both sides from the same files. "
@@ -603,16 +603,6 @@ def limits(med, text_rows: int, bandwidth: float) -> list[str]:
         "bytes per decoder pass; it is the way past the float32 floors on this CPU.",
         "",
     ]
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return ""
 
 
 if __name__ == "__main__":

@@ -24,10 +24,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "scripts")]
 
 import oracle_checkpoints  # noqa: E402
-from bench import _cpu_name  # noqa: E402
 from conftest import random_image  # noqa: E402
 
 from blip.engine import Engine  # noqa: E402
+from blip.kernels.cpu import describe  # noqa: E402
 
 
 def timed(fn) -> tuple[float, object]:
@@ -80,7 +80,7 @@ def main() -> None:
             same = sum(a == b for a, b in zip(ids["ours"], ids["theirs"], strict=True))
             rows.append((batch_size, times["ours"], times["theirs"], same))
 
-    print(f"\n{_cpu_name()}, {torch.get_num_threads()} threads, torch {torch.__version__}, float32; ")
+    print(f"\n{describe()}, {torch.get_num_threads()} threads, torch {torch.__version__}, float32; ")
     print(f"{args.images} pictures of 640 x 480, greedy, {args.tokens} new tokens each\n")
     print("| batch size | ours (images/s) | transformers (images/s) | ratio | same token ids |")
     print("|---:|---:|---:|---:|---:|")
