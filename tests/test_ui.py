@@ -17,7 +17,7 @@ from conftest import decoding_values
 from blip import render
 from blip.engine import Engine
 from blip.uploads import open_upload
-from ui import ask_tab, batch_tab, caption_tab, match_tab, tools, zeroshot_tab
+from ui import ask_tab, batch_tab, caption_tab, match_tab, zeroshot_tab
 from ui.decoding import BEAM, DECODINGS, GREEDY, NUCLEUS, TOP_K, decoding_options
 from ui.errors import friendly
 from ui.heatmaps import ALL, HeatmapViewer
@@ -215,6 +215,8 @@ def test_status_line_names_the_demo_model(services):
 
 
 def test_a_map_in_words_says_where_it_is():
+    from ui import tools  # imported here: the module's import block is being rewritten on main
+
     heat = np.zeros((24, 24))
     heat[16:, 20:] = 1.0  # all of it in the bottom-right corner: the last two rows of the 6x6 grid
     place, grid = tools.where_it_looked(heat).split(" · ")
@@ -224,6 +226,8 @@ def test_a_map_in_words_says_where_it_is():
 
 
 def test_tools_answer_in_text_first(services):
+    from ui import tools
+
     rows, *_, raw = caption_tab.caption(services, RED_CIRCLE, "caption-base", "", controls(GREEDY), False)
     text = tools.caption_text(services, RED_CIRCLE, "caption-base", "", controls(GREEDY))
     assert text.splitlines()[0] == rows[0][1] == raw["captions"][0]["text"]
