@@ -4,11 +4,13 @@ results can be checked for being right, not only for having the right shape)."""
 from __future__ import annotations
 
 import csv
+import json
 import subprocess
 import sys
 from pathlib import Path
 
 import gradio as gr
+import numpy as np
 import pytest
 from conftest import decoding_values
 
@@ -210,6 +212,32 @@ def test_status_line_names_the_demo_model(services):
     caption_tab.caption(services, RED_CIRCLE, "caption-base", "", controls(GREEDY), False)
     text = status_text(services)
     assert "Offline demo model" in text and "`caption-base` (offline demo model)" in text and "cpu" in text
+
+
+def test_a_map_in_words_says_where_it_is():
+    from ui import tools  # imported here: the module's import block is being rewritten on main
+
+    heat = np.zeros((24, 24))
+    heat[16:, 20:] = 1.0  # all of it in the bottom-right corner: the last two rows of the 6x6 grid
+    place, grid = tools.where_it_looked(heat).split(" · ")
+    assert place == "bottom-right 100%"
+    assert grid.split("/") == ["000000"] * 4 + ["000009"] * 2
+    assert tools.where_it_looked(np.zeros((6, 6))) == "nowhere in particular (an empty map)"
+
+
+def test_tools_answer_in_text_first(services):
+    from ui import tools
+
+    rows, *_, raw = caption_tab.caption(services, RED_CIRCLE, "caption-base", "", controls(GREEDY), False)
+    text = tools.caption_text(services, RED_CIRCLE, "caption-base", "", controls(GREEDY))
+    assert text.splitlines()[0] == rows[0][1] == raw["captions"][0]["text"]
+    assert "Raw result" not in text and "Where the model looked" not in text
+    text = tools.caption_text(services, RED_CIRCLE, "caption-base", "", controls(BEAM, count=2), True, True)
+    assert [line[:3] for line in text.splitlines()[:2]] == ["1. ", "2. "]
+    assert "\n  circle: centre " in text and json.loads(text.split("Raw result (JSON):\n")[1])["captions"]
+    text = tools.ask_text(services, RED_CIRCLE, "vqa-base", "what colour is the circle?", "blue\nred",
+                          "[ENC]", controls(GREEDY))  # fmt: skip
+    assert text.splitlines()[0].startswith("red: ") and text.splitlines()[1].startswith("blue: ")
 
 
 def _run(code: str) -> str:

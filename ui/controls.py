@@ -112,4 +112,30 @@ def image_path(**kwargs: Any) -> gr.Image:
         return str(payload.path)
 
     component.preprocess = preprocess  # type: ignore[method-assign]
+    return _explain_fetch_failures(component)
+
+
+def fetch_failure(url: str, err: Exception) -> str:
+    """Why an image URL could not be fetched, and what to send instead."""
+    shown = url if len(url) <= 100 else url[:97] + "..."
+    return (
+        f"Could not fetch the image at {shown} ({err}). Give a public http(s) URL (addresses on this "
+        f"machine or a private network are refused) or a data:image/...;base64 URL"
+    )
+
+
+def _explain_fetch_failures(component: C) -> C:
+    """Make a failed download of an image URL (Gradio fetches URLs a client sends before the handler
+    runs) a message naming the URL, instead of Gradio's generic "the app raised an exception"."""
+    original = component.async_move_resource_to_block_cache
+
+    async def fetch(url_or_file_path: Any) -> str | None:
+        try:
+            return await original(url_or_file_path)
+        except Exception as err:
+            if isinstance(url_or_file_path, str) and url_or_file_path.startswith(("http://", "https://")):
+                raise gr.Error(fetch_failure(url_or_file_path, err), print_exception=False) from None
+            raise
+
+    component.async_move_resource_to_block_cache = fetch  # type: ignore[method-assign]
     return component

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from . import about_tab, ask_tab, batch_tab, caption_tab, controls, match_tab, zeroshot_tab
+from . import about_tab, ask_tab, batch_tab, caption_tab, controls, match_tab, tools, zeroshot_tab
 from .services import Services
 from .status import status_text
 
@@ -66,5 +66,7 @@ def build_app(services: Services) -> gr.Blocks:
                 batch_tab.build(services, after)
             with gr.Tab("About", id="about", elem_id="about-panel"):
                 about_tab.build()
+        tools.build(services)  # text-first endpoints for assistants (MCP) and programs; not on the page
         app.load(lambda: status_text(services), outputs=status, api_visibility="private", queue=False)
+    tools.keep_tabs_out_of_mcp(app)
     return app

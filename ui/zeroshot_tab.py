@@ -19,6 +19,12 @@ SCORINGS = {
     "ITM (match head, every label)": "itm",
     "ITC shortlist re-ranked by ITM": "itc+itm",
 }
+TEMPLATE = "a picture of {}"  # the prompt template's default
+
+
+def temperature_slider() -> gr.Slider:
+    """The ITC temperature control, shared with the classify tool: 0.01 to 1, default 0.07."""
+    return controls.slider(0.01, 1.0, value=0.07, step=0.01, label="Temperature (ITC)")
 
 
 def split_labels(text: str) -> list[str]:
@@ -84,10 +90,10 @@ def build(
     )
     with gr.Row():
         template = gr.Textbox(
-            value="a picture of {}", label="Prompt template ({} is the label)", elem_id="zeroshot-template"
+            value=TEMPLATE, label="Prompt template ({} is the label)", elem_id="zeroshot-template"
         )
         scoring = controls.radio(list(SCORINGS), value=next(iter(SCORINGS)), label="Scoring")
-        temperature = controls.slider(0.01, 1.0, value=0.07, step=0.01, label="Temperature (ITC)")
+        temperature = temperature_slider()
     if examples:
         gr.Examples(examples, inputs=[labels, template], label="Example labels and templates")
     heatmaps = gr.Checkbox(value=False, label="Compute heatmaps for every label")
