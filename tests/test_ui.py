@@ -17,7 +17,7 @@ from conftest import decoding_values
 from blip.engine import Engine
 from blip.explain import render
 from blip.loading.uploads import open_upload
-from ui import ask_tab, batch_tab, caption_tab, match_tab, zeroshot_tab
+from ui import ask_tab, batch_tab, caption_tab, match_tab, tool_text, zeroshot_tab
 from ui.decoding import BEAM, DECODINGS, GREEDY, NUCLEUS, TOP_K, decoding_options
 from ui.errors import friendly
 from ui.heatmaps import ALL, HeatmapViewer
@@ -215,27 +215,27 @@ def test_status_line_names_the_demo_model(services):
 
 
 def test_a_map_in_words_says_where_it_is():
-    from ui import tools  # imported here: the module's import block is being rewritten on main
 
     heat = np.zeros((24, 24))
     heat[16:, 20:] = 1.0  # all of it in the bottom-right corner: the last two rows of the 6x6 grid
-    place, grid = tools.where_it_looked(heat).split(" · ")
+    place, grid = tool_text.where_it_looked(heat).split(" · ")
     assert place == "bottom-right 100%"
     assert grid.split("/") == ["000000"] * 4 + ["000009"] * 2
-    assert tools.where_it_looked(np.zeros((6, 6))) == "nowhere in particular (an empty map)"
+    assert tool_text.where_it_looked(np.zeros((6, 6))) == "nowhere in particular (an empty map)"
 
 
 def test_tools_answer_in_text_first(services):
-    from ui import tools
 
     rows, *_, raw = caption_tab.caption(services, RED_CIRCLE, "caption-base", "", controls(GREEDY), False)
-    text = tools.caption_text(services, RED_CIRCLE, "caption-base", "", controls(GREEDY))
+    text = tool_text.caption_text(services, RED_CIRCLE, "caption-base", "", controls(GREEDY))
     assert text.splitlines()[0] == rows[0][1] == raw["captions"][0]["text"]
     assert "Raw result" not in text and "Where the model looked" not in text
-    text = tools.caption_text(services, RED_CIRCLE, "caption-base", "", controls(BEAM, count=2), True, True)
+    text = tool_text.caption_text(
+        services, RED_CIRCLE, "caption-base", "", controls(BEAM, count=2), True, True
+    )
     assert [line[:3] for line in text.splitlines()[:2]] == ["1. ", "2. "]
     assert "\n  circle: centre " in text and json.loads(text.split("Raw result (JSON):\n")[1])["captions"]
-    text = tools.ask_text(services, RED_CIRCLE, "vqa-base", "what colour is the circle?", "blue\nred",
+    text = tool_text.ask_text(services, RED_CIRCLE, "vqa-base", "what colour is the circle?", "blue\nred",
                           "[ENC]", controls(GREEDY))  # fmt: skip
     assert text.splitlines()[0].startswith("red: ") and text.splitlines()[1].startswith("blue: ")
 

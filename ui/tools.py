@@ -13,36 +13,17 @@ too: where each word looked, and its map on a coarse grid (the page draws them).
 
 from __future__ import annotations
 
-import json
-import shutil
-import tempfile
 from collections.abc import Callable
-from pathlib import Path
-from typing import Any
 
 import gradio as gr
-import numpy as np
-from gradio import processing_utils
 
-from . import ask_tab, batch_tab, caption_tab, controls, formatting, match_tab, zeroshot_tab
+from . import ask_tab, batch_tab, controls, match_tab, tool_text, zeroshot_tab
 from .decoding import BEAM, GREEDY, DecodingControls
-from .errors import friendly, user_message
+from .errors import friendly
 from .services import Services
 
 # Tool name (what an MCP client sees) -> the API endpoint that serves it (the tabs own /caption etc.).
 ENDPOINTS = {name: f"{name}_text" for name in ("caption", "ask", "match", "classify", "batch_caption")}
-MAX_EXPLAINED_TEXTS = 8  # heatmaps of at most this many texts per answer (classify: the best labels)
-GRID_CELLS = 6  # the coarse grid a word's map is written on
-REGIONS = (("top-left", "top", "top-right"), ("left", "centre", "right"),
-           ("bottom-left", "bottom", "bottom-right"))  # fmt: skip
-KIND_NAMES = {"gradcam": "Grad-CAM", "attention": "attention"}
-HEATMAPS_LEGEND = (
-    f"Where the model looked, per word (mean of all layers and heads): the ninth of the picture holding "
-    f"most of the word's map and its share of it, then the map averaged onto a {GRID_CELLS}x{GRID_CELLS} "
-    f"grid, rows top to bottom, each cell 0-9 relative to the strongest. Grad-CAM weighs attention by how "
-    f"much the result depended on it; attention is what the word read."
-)
-
 IMAGE = (
     "the picture, as an http(s) URL or a data:image/...;base64 URL (JPEG, PNG, GIF, WebP, BMP or TIFF, "
     "up to 25 MB)."
@@ -58,228 +39,6 @@ FIRST_TOKEN = (
 
 def _include_json(what: str) -> str:
     return f"also append the raw result as JSON ({what}); default false."
-
-
-# --- plain-text results -------------------------------------------------------------------------------
-
-
-def where_it_looked(heat: np.ndarray, cells: int = GRID_CELLS) -> str:
-    """A map as text: the ninth of the picture holding most of it, its share, and the map averaged onto
-    a ``cells`` x ``cells`` grid with each cell 0-9 relative to the strongest ("centre 41% · 000/.../000").
-    """
-    heat = np.clip(np.asarray(heat, dtype=np.float64), 0.0, None)  # attention and Grad-CAM are >= 0
-    total = heat.sum()
-    if total <= 0:
-        return "nowhere in particular (an empty map)"
-    ninths = np.array([[part.sum() for part in np.array_split(band, 3, axis=1)]
-                       for band in np.array_split(heat, 3, axis=0)])  # fmt: skip
-    row, col = np.unravel_index(int(np.argmax(ninths)), ninths.shape)
-    n = min(cells, *heat.shape)
-    coarse = np.array([[part.mean() for part in np.array_split(band, n, axis=1)]
-                       for band in np.array_split(heat, n, axis=0)])  # fmt: skip
-    digits = np.round(9 * coarse / coarse.max()).astype(int)
-    grid = "/".join("".join(str(d) for d in line) for line in digits)
-    return f"{REGIONS[row][col]} {ninths[row, col] / total:.0%} · {grid}"
-
-
-def heatmaps_text(state: dict[str, Any] | None) -> str:
-    """The heatmaps a tab's function explained (its viewer state), one line per word."""
-    if not state:
-        return "Heatmaps: none (no text with words to explain)."
-    texts = state["texts"]
-    lines = [HEATMAPS_LEGEND]
-    for label, maps in texts[:MAX_EXPLAINED_TEXTS]:
-        kind = "gradcam" if "gradcam" in maps.kinds() else "attention"
-        lines.append(f"{label} ({KIND_NAMES[kind]}):")
-        lines += [
-            f"  {word.text}: {where_it_looked(maps.grid_map(word=i, kind=kind))}"
-            for i, word in enumerate(maps.words)
-        ]
-    if len(texts) > MAX_EXPLAINED_TEXTS:
-        lines.append(f"(heatmaps of the first {MAX_EXPLAINED_TEXTS} of {len(texts)} texts only)")
-    return "\n".join(lines)
-
-
-def details(raw: dict[str, Any], what_ran: str) -> str:
-    """The lines after the answer: notices (the offline demo model first), then what ran and its time."""
-    lines = [f"Note: {notice}" for notice in raw.get("notices", [])]
-    seconds = formatting.seconds(raw.get("timings", {}).get("total", 0.0))
-    lines.append(" · ".join(part for part in (f"model {raw['model']}", what_ran, seconds) if part))
-    return "\n".join(lines)
-
-
-def assemble(
-    answer: str,
-    about: str,
-    raw: Any,
-    state: dict[str, Any] | None,
-    include_heatmaps: bool,
-    include_json: bool,
-) -> str:
-    """The answer first, then the details, then the heavy parts that were asked for."""
-    parts = [answer, about]
-    if include_heatmaps:
-        parts.append(heatmaps_text(state))
-    if include_json:
-        parts.append("Raw result (JSON):\n" + json.dumps(raw, ensure_ascii=False))
-    return "\n\n".join(part for part in parts if part)
-
-
-def numbered(items: list[tuple[str, str]]) -> str:
-    """One item as itself; several as a numbered list with a note each ("1. text (score -0.41)")."""
-    if len(items) == 1:
-        return items[0][0]
-    return "\n".join(f"{i + 1}. {text} ({note})" for i, (text, note) in enumerate(items))
-
-
-def caption_text(
-    services: Services,
-    image_path: str | None,
-    model: str,
-    prompt: str,
-    decoding: list[Any],
-    include_heatmaps: bool = False,
-    include_json: bool = False,
-    progress: Callable[..., Any] | None = None,
-) -> str:
-    """Caption the image (:func:`ui.caption_tab.caption`) and write the result as text."""
-    rows, _tokens, _token_rows, _summary, state, raw = caption_tab.caption(
-        services, image_path, model, prompt, decoding, include_heatmaps, progress
-    )
-    items = [(text + ("" if done == "yes" else " [cut at the token limit]"), f"score {score}")
-             for _, text, score, done in rows]  # fmt: skip
-    about = details(raw, formatting.decoding_text(raw["decoding"]))
-    return assemble(numbered(items), about, raw, state, include_heatmaps, include_json)
-
-
-def ask_text(
-    services: Services,
-    image_path: str | None,
-    model: str,
-    question: str,
-    candidates: str,
-    first_token: str,
-    decoding: list[Any],
-    include_heatmaps: bool = False,
-    include_json: bool = False,
-    progress: Callable[..., Any] | None = None,
-) -> str:
-    """Answer the question (:func:`ui.ask_tab.ask`): generated, or the candidates (one per line) ranked."""
-    mode = ask_tab.RANK if (candidates or "").strip() else ask_tab.GENERATE
-    _answer, rows, _tokens, _summary, state, raw = ask_tab.ask(
-        services, image_path, model, question, mode, candidates, first_token, decoding, include_heatmaps,
-        progress,
-    )  # fmt: skip
-    if mode == ask_tab.RANK:
-        answer = "\n".join(f"{text}: {probability}" for text, probability, _ in rows)
-        what_ran = f"{len(rows)} candidates ranked by likelihood"
-    else:
-        answer = numbered([(text or "(empty answer)", f"score {score}") for text, _, score in rows])
-        what_ran = formatting.decoding_text(raw["decoding"])
-    about = details(raw, f"{what_ran} · question read from {raw['first_token']}")
-    return assemble(answer, about, raw, state, include_heatmaps, include_json)
-
-
-def match_text(
-    services: Services,
-    image_path: str | None,
-    model: str,
-    texts: str,
-    first_token: str,
-    include_heatmaps: bool = False,
-    include_json: bool = False,
-    progress: Callable[..., Any] | None = None,
-) -> str:
-    """Score each line of ``texts`` against the image (:func:`ui.match_tab.match`)."""
-    rows, _summary, state, raw = match_tab.match(
-        services, image_path, model, texts, first_token, include_heatmaps, progress
-    )
-    answer = "\n".join(f"{text}: ITM {itm}, ITC {itc}" for text, itm, itc in rows)
-    about = details(raw, f"texts read from {raw['first_token']}")
-    return assemble(answer, about, raw, state, include_heatmaps, include_json)
-
-
-def classify_text(
-    services: Services,
-    image_path: str | None,
-    model: str,
-    labels: str,
-    template: str,
-    scoring: str,
-    temperature: float,
-    include_heatmaps: bool = False,
-    include_json: bool = False,
-    progress: Callable[..., Any] | None = None,
-) -> str:
-    """Classify the image among the labels (:func:`ui.zeroshot_tab.classify`), best first."""
-    _probabilities, rows, _summary, state, raw = zeroshot_tab.classify(
-        services, image_path, model, labels, template, scoring, temperature, include_heatmaps, progress
-    )
-    answer = "\n".join(f"{label}: {probability}" for label, probability, *_ in rows)
-    what_ran = f"scoring {scoring}" + (
-        "" if raw["scoring"] == "itm" else f", temperature {raw['temperature']:g}"
-    )
-    about = details(raw, f"{what_ran} · prompts like '{raw['template'].replace('{}', rows[0][0])}'")
-    return assemble(answer, about, raw, state, include_heatmaps, include_json)
-
-
-def fetch_images(urls: list[str], folder: Path) -> list[str | Exception]:
-    """Each image URL saved under ``folder``: its path, or why it could not be fetched.
-
-    http(s) URLs go through Gradio's SSRF-protected download (addresses on this machine or a private
-    network are refused), as an uploaded image URL does; data URLs are decoded."""
-    fetched: list[str | Exception] = []
-    for n, url in enumerate(urls):
-        target = folder / str(n)  # one folder per image: two URLs may end in the same file name
-        try:
-            if url.startswith("data:"):
-                fetched.append(processing_utils.save_base64_to_cache(url, str(target)))
-            elif url.startswith(("http://", "https://")):
-                fetched.append(processing_utils.ssrf_protected_download(url, str(target)))
-            else:
-                fetched.append(ValueError("not an http(s) or data: URL"))
-        except Exception as err:  # refused, unreachable, not found, not base64: that image's row says so
-            fetched.append(ValueError(controls.fetch_failure(url, err)))
-    return fetched
-
-
-def batch_caption_text(
-    services: Services,
-    images: str,
-    model: str,
-    decoding: str,
-    include_json: bool = False,
-    progress: Callable[..., Any] | None = None,
-) -> str:
-    """Caption each image URL (one per line) with :func:`ui.batch_tab.batch_caption`, one line each."""
-    urls = [line.strip() for line in (images or "").splitlines() if line.strip()]
-    if not urls:
-        raise ValueError("give the images' URLs, one per line")
-    if len(urls) > batch_tab.MAX_IMAGES:
-        raise ValueError(f"at most {batch_tab.MAX_IMAGES} images at once (got {len(urls)})")
-    with tempfile.TemporaryDirectory(prefix="blip-batch-tool-") as folder:
-        fetched = fetch_images(urls, Path(folder))
-        paths = [f for f in fetched if isinstance(f, str)]
-        captioned: list[list[Any]] = []
-        if paths:
-            captioned, csv_path = batch_tab.batch_caption(services, paths, model, decoding, progress)
-            shutil.rmtree(Path(csv_path).parent)  # the tab's download; a tool answers in text
-    captions = iter(captioned)
-    rows = [
-        next(captions) if isinstance(f, str) else [url, "", None, None, user_message(f)]
-        for url, f in zip(urls, fetched, strict=True)
-    ]
-    answer = "\n".join(f"{n + 1}. {f'could not be read: {error}' if error else text}"
-                        for n, (_, text, _, _, error) in enumerate(rows))  # fmt: skip
-    demo = any(m["name"] == model and m["offline_demo"] for m in services.engine.model_status())
-    table = [{"image": n + 1, "caption": text, "score": score, "seconds": seconds, "error": error}
-             for n, (_, text, score, seconds, error) in enumerate(rows)]  # fmt: skip
-    raw = {"model": model, "offline_demo": demo, "decoding": decoding, "rows": table}
-    notes = (
-        ["Note: the offline demo model (a tiny BLIP trained on coloured shapes) answered."] if demo else []
-    )
-    about = "\n".join([*notes, f"model {model} · {decoding}"])
-    return assemble(answer, about, raw, None, False, include_json)
 
 
 # --- descriptions (Gradio reads a tool's description and its parameters' from the docstring) ----------
@@ -395,7 +154,9 @@ def _caption_tool(services: Services) -> None:
     ) -> str:  # fmt: skip
         values = [decoding, beams, top_p, top_k, temperature, min_new_tokens, max_new_tokens,
                   repetition_penalty, length_penalty, no_repeat_ngram_size, count, seed]  # fmt: skip
-        return caption_text(services, image, model, prompt, values, include_heatmaps, include_json, progress)
+        return tool_text.caption_text(
+            services, image, model, prompt, values, include_heatmaps, include_json, progress
+        )
 
     doc = docstring(
         "Caption a picture with BLIP: a short English sentence saying what it shows.",
@@ -408,7 +169,7 @@ def _caption_tool(services: Services) -> None:
             "include_heatmaps": INCLUDE_HEATMAPS,
             "include_json": _include_json("every score, the tokens with their probabilities, timings"),
         },
-        "the caption on the first line (with count > 1, numbered captions with their scores, best first); "
+        "the caption on the first line (with count > 1, tool_text.numbered captions with their scores, best first); "
         "then notes (such as the offline demo model answering), the model, the decoding that ran and the "
         "time; then, if asked, where the model looked for each word and the raw JSON.",
     )
@@ -435,7 +196,7 @@ def _ask_tool(services: Services) -> None:
     ) -> str:  # fmt: skip
         values = [decoding, beams, top_p, top_k, temperature, min_new_tokens, max_new_tokens,
                   repetition_penalty, length_penalty, no_repeat_ngram_size, count, seed]  # fmt: skip
-        return ask_text(services, image, model, question, candidates, first_token, values,
+        return tool_text.ask_text(services, image, model, question, candidates, first_token, values,
                         include_heatmaps, include_json, progress)  # fmt: skip
 
     doc = docstring(
@@ -452,7 +213,7 @@ def _ask_tool(services: Services) -> None:
             "include_heatmaps": INCLUDE_HEATMAPS,
             "include_json": _include_json("every score, the tokens with their probabilities, timings"),
         },
-        "the answer on the first line (with count > 1, numbered answers with their scores; with "
+        "the answer on the first line (with count > 1, tool_text.numbered answers with their scores; with "
         "candidates, one 'answer: probability' line per candidate, best first); then notes, the model, "
         "what ran and the time; then, if asked, where the model looked for each word of the question and "
         "the answer, and the raw JSON.",
@@ -474,7 +235,7 @@ def _match_tool(services: Services) -> None:
         image: str | None, texts: str, model: str, first_token: str, include_heatmaps: bool,
         include_json: bool, progress: gr.Progress = gr.Progress(),
     ) -> str:  # fmt: skip
-        return match_text(
+        return tool_text.match_text(
             services, image, model, texts, first_token, include_heatmaps, include_json, progress
         )
 
@@ -514,7 +275,7 @@ def _classify_tool(services: Services) -> None:
         image: str | None, labels: str, model: str, template: str, scoring: str, temperature: float,
         include_heatmaps: bool, include_json: bool, progress: gr.Progress = gr.Progress(),
     ) -> str:  # fmt: skip
-        return classify_text(services, image, model, labels, template, scoring, temperature,
+        return tool_text.classify_text(services, image, model, labels, template, scoring, temperature,
                              include_heatmaps, include_json, progress)  # fmt: skip
 
     temperature = inputs[5]
@@ -535,7 +296,7 @@ def _classify_tool(services: Services) -> None:
             "temperature": f"softmax temperature for ITC scores (lower is more confident), "
             f"{_span(temperature)}; default {_number(temperature.value)}; not used by ITM alone.",
             "include_heatmaps": INCLUDE_HEATMAPS.replace(
-                "each word", f"each word of the {MAX_EXPLAINED_TEXTS} best prompts"
+                "each word", f"each word of the {tool_text.MAX_EXPLAINED_TEXTS} best prompts"
             ),
             "include_json": _include_json("every score and timing"),
         },
@@ -560,7 +321,7 @@ def _batch_caption_tool(services: Services) -> None:
     def batch_caption(
         images: str, model: str, decoding: str, include_json: bool, progress: gr.Progress = gr.Progress()
     ) -> str:
-        return batch_caption_text(services, images, model, decoding, include_json, progress)
+        return tool_text.batch_caption_text(services, images, model, decoding, include_json, progress)
 
     doc = docstring(
         "Caption many pictures in one call with BLIP; a picture that cannot be fetched or read gets its "
@@ -573,7 +334,7 @@ def _batch_caption_tool(services: Services) -> None:
             f"default '{BEAM}'.",
             "include_json": _include_json("each picture's caption, score, seconds and error"),
         },
-        "one numbered line per picture in the order given, 'n. caption' or 'n. could not be read: reason'; "
+        "one tool_text.numbered line per picture in the order given, 'n. caption' or 'n. could not be read: reason'; "
         "then the model and decoding; then, if asked, the rows as JSON.",
     )
     _register(services, batch_caption, doc, inputs, "caption")
