@@ -25,6 +25,7 @@ TASK_CLASSES = {
     "caption": "BlipForConditionalGeneration",
     "vqa": "BlipForQuestionAnswering",
     "retrieval": "BlipForImageTextRetrieval",
+    "features": "BlipModel",  # transformers' two-tower model (get_image_features / get_text_features)
 }
 LAYOUTS = ("tied", "old", "converted", "bin")
 

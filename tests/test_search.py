@@ -80,5 +80,5 @@ def test_bad_searches_are_explained(engine, index):
         engine.search(ImageIndex(model="itm-base-coco"), "a red circle")
     with pytest.raises(ValueError, match="rerank must be between 0 and 100"):
         engine.search(index, "a red circle", rerank=500)
-    with pytest.raises(ValueError, match="search needs a RetrievalModel"):
+    with pytest.raises(ValueError, match="embedding needs a RetrievalModel or FeatureModel"):
         engine.index_images([], model="caption-base")

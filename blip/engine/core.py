@@ -100,13 +100,12 @@ class EngineCore:
 
     # --- steps every task takes ---------------------------------------------------------------------------
 
-    def typed(self, name: str, kind: type[BlipBase], task: str) -> LoadedModel:
+    def typed(self, name: str, kind: type[BlipBase] | tuple[type[BlipBase], ...], task: str) -> LoadedModel:
         """The model ``name``, which must be a ``kind`` (a clear error names the task otherwise)."""
         loaded = self.model(name)
         if not isinstance(loaded.model, kind):
-            raise ValueError(
-                f"model {name!r} is a {type(loaded.model).__name__}; {task} needs a {kind.__name__}"
-            )
+            kinds = " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
+            raise ValueError(f"model {name!r} is a {type(loaded.model).__name__}; {task} needs a {kinds}")
         return loaded
 
     def image_embeds(

@@ -5,7 +5,7 @@ tokens it has computed (so the same picture in several tabs or questions is enco
 tasks (and search over a collection) and returns plain results with timings and, on request, heatmaps.
 
 Each task lives in its own module as a part of the engine (:class:`Captioning`, :class:`Answering`,
-:class:`Matching`, :class:`Searching`, all built on :class:`~blip.engine.core.EngineCore`); a new task is a new module and
+:class:`Matching`, :class:`Embedding`, :class:`Searching`, all built on :class:`~blip.engine.core.EngineCore`); a new task is a new module and
 one more base here. Nothing is per user: every request builds its own decoding state, so concurrent
 requests never see each other's data.
 """
@@ -14,11 +14,12 @@ from __future__ import annotations
 
 from .answering import Answering
 from .captioning import Captioning
+from .embedding import Embedding
 from .matching import Matching
 from .searching import Searching
 
 
-class Engine(Captioning, Answering, Matching, Searching):
+class Engine(Captioning, Answering, Matching, Searching):  # Searching builds on Embedding
     """Loads models on first use and runs caption / answer / match / classify.
 
     Its arguments are :class:`~blip.engine.core.EngineCore`'s: device, dtype, max_models,

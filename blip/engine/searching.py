@@ -8,7 +8,7 @@ milliseconds, so an approximate index (FAISS) only pays off from millions of pic
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 import torch
@@ -16,10 +16,9 @@ from PIL import Image
 
 from ..generation.tasks import MAX_TEXT_TOKENS
 from ..loading.load import LoadedModel
-from ..loading.tokenizer import CLS_ID
 from ..loading.uploads import open_upload
 from ..model.task_models import RetrievalModel
-from .core import EngineCore
+from .embedding import Embedding
 from .inputs import first_token_id, readable, text_notices
 from .results import SearchHit, SearchResult, Stopwatch
 
@@ -39,7 +38,7 @@ class ImageIndex:
         return len(self.paths)
 
 
-class Searching(EngineCore):
+class Searching(Embedding):
     def index_images(
         self,
         pictures: Iterable[tuple[str, Image.Image]],
@@ -48,28 +47,17 @@ class Searching(EngineCore):
         progress: Callable[[int], None] | None = None,
     ) -> ImageIndex:
         """Index (name, picture) pairs: one vision pass per ``batch_size`` pictures; ``progress`` is
-        told how many are done after each batch."""
-        loaded = self.typed(model, RetrievalModel, "search")
+        told how many are done after each batch. A retrieval or a ``BlipModel`` checkpoint."""
+        loaded = self.embedding_model(model)
         index = ImageIndex(model=model)
-        vectors: list[torch.Tensor] = []
-        batch: list[tuple[str, Image.Image]] = []
 
-        def flush() -> None:
-            embeds, _ = self.image_embeds_many(loaded, [p for _, p in batch], remember=False)
-            with torch.inference_mode():
-                vectors.append(loaded.model.image_features(embeds).float().cpu())  # (B, D)
-            index.paths.extend(name for name, _ in batch)
-            index.sizes.extend(p.size for _, p in batch)
-            batch.clear()
-            if progress:
-                progress(len(index.paths))
+        def names_noted() -> Iterator[Image.Image]:
+            for name, picture in pictures:
+                index.paths.append(name)
+                index.sizes.append(picture.size)
+                yield picture
 
-        for name, picture in pictures:
-            batch.append((name, picture))
-            if len(batch) == batch_size:
-                flush()
-        if batch:
-            flush()
+        vectors = list(self.image_feature_batches(loaded, names_noted(), batch_size, progress))
         if vectors:
             index.vectors = torch.cat(vectors)
         return index
@@ -99,7 +87,9 @@ class Searching(EngineCore):
         if not 0 <= rerank <= MAX_RERANK:
             raise ValueError(f"rerank must be between 0 and {MAX_RERANK} (got {rerank})")
         clock = Stopwatch()
-        loaded = self.typed(index.model, RetrievalModel, "search")
+        loaded = self.embedding_model(index.model)
+        if rerank and not isinstance(loaded.model, RetrievalModel):
+            raise ValueError(f"re-ranking needs a retrieval model's matcher; {index.model} has none")
         clock.mark("load")
         by_text = isinstance(query, str)
         notices: list[str] = []
@@ -108,7 +98,7 @@ class Searching(EngineCore):
             if not query:
                 raise ValueError("the query is empty")
             notices = text_notices(loaded.tokenizer, [query], "the query")
-            vector = self._text_vector(loaded, query)
+            vector = self.text_features([query], index.model)[0]
         else:
             embeds, _ = self.image_embeds(loaded, query)
             with torch.inference_mode():
@@ -136,15 +126,6 @@ class Searching(EngineCore):
             hits=hits,
         )
         return self.finish(result, loaded)
-
-    @staticmethod
-    def _text_vector(loaded: LoadedModel, text: str) -> torch.Tensor:
-        """The text's unit-length ITC vector (D,); ITC reads a text on its own, starting with [CLS]."""
-        ids, mask = loaded.tokenizer.encode_batch([text], max_length=MAX_TEXT_TOKENS)
-        ids[:, 0] = CLS_ID
-        with torch.inference_mode():
-            features = loaded.model.text_features(ids.to(loaded.device), mask.to(loaded.device))
-        return features.float().cpu()[0]
 
     def _match_probabilities(
         self,

@@ -115,6 +115,8 @@ def model_class_for(config: BlipConfig, state: dict[str, torch.Tensor]) -> type[
         raise CheckpointError(
             f"unsupported architectures {list(config.architectures)}; expected one of {known}"
         )
+    if "visual_projection.weight" in state:
+        return TASK_MODELS["BlipModel"]
     if "itm_head.weight" in state:
         return TASK_MODELS["BlipForImageTextRetrieval"]
     if any(k.startswith("text_encoder.") for k in state):

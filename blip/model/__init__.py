@@ -7,12 +7,20 @@ Read it top-down, smallest part first:
     cache.py        the KV cache that lets decoding run one new token per step
     vision.py       the ViT image encoder
     text.py         the BERT text stack: self-attention, cross-attention to the image, the LM head
-    task_models.py  the three task models (captioning, question answering, retrieval) built from them
+    task_models.py  the task models built from them: captioning, question answering, retrieval, and
+                    BlipModel's two-tower embeddings
 """
 
 from .cache import KVCache
 from .config import BlipConfig, ConfigError, TextConfig, VisionConfig, config_from_dict, read_config
-from .task_models import TASK_MODELS, BlipBase, CaptionModel, QuestionAnsweringModel, RetrievalModel
+from .task_models import (
+    TASK_MODELS,
+    BlipBase,
+    CaptionModel,
+    FeatureModel,
+    QuestionAnsweringModel,
+    RetrievalModel,
+)
 
 __all__ = [
     "TASK_MODELS",
@@ -20,6 +28,7 @@ __all__ = [
     "BlipConfig",
     "CaptionModel",
     "ConfigError",
+    "FeatureModel",
     "KVCache",
     "QuestionAnsweringModel",
     "RetrievalModel",

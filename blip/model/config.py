@@ -66,6 +66,7 @@ class BlipConfig:
     vision: VisionConfig
     text: TextConfig
     image_text_hidden_size: int = 256  # ITC projection width (vision_proj / text_proj)
+    projection_dim: int = 512  # BlipModel's projection width (visual_projection / text_projection)
     architectures: tuple[str, ...] = field(default=())  # e.g. ("BlipForConditionalGeneration",)
 
 
@@ -127,6 +128,7 @@ def config_from_dict(raw: dict[str, Any]) -> BlipConfig:
         vision=vision,
         text=text,
         image_text_hidden_size=int(raw.get("image_text_hidden_size", 256)),
+        projection_dim=int(raw.get("projection_dim", 512)),
         architectures=tuple(raw.get("architectures") or ()),
     )
 

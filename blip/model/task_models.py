@@ -1,4 +1,4 @@
-"""The three BLIP task models, one per kind of checkpoint on the Hub.
+"""The BLIP task models, one per kind of checkpoint: the three on the Hub, and transformers' ``BlipModel``.
 
 Each is a vision tower plus the text modules its task needs, named like the checkpoint's top-level
 keys. Methods do one step each (encode the image, run the decoder, score a match...) and take the image
@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .cache import KVCache
-from .config import BlipConfig
+from .config import BlipConfig, TextConfig
 from .text import TextLMModel, TextModel, TextOutput
 from .vision import VisionModel
 
@@ -182,6 +182,73 @@ class RetrievalModel(BlipBase):
         return self.image_features(image_embeds) @ self.text_features(input_ids, attention_mask).T
 
 
+class TextPooler(nn.Module):
+    """BERT's pooler: the first token's state through a dense layer and tanh."""
+
+    def __init__(self, config: TextConfig):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.dense(hidden_states[:, 0]))  # (B, T, H) -> (B, H)
+
+
+class PooledTextModel(TextModel):
+    """The text stack with BERT's pooler on top, as ``BlipModel`` checkpoints carry it."""
+
+    def __init__(self, config: TextConfig):
+        super().__init__(config)
+        self.pooler = TextPooler(config)
+
+
+class FeatureModel(BlipBase):
+    """Image and text embeddings only (transformers' ``BlipModel``, its ``get_image_features`` /
+    ``get_text_features``): CLIP-style, two towers and two projections, no image-grounded text.
+
+    Unlike the retrieval model's ITC heads, the image side reads the class token after the final
+    LayerNorm *again* (the reference applies ``post_layernorm`` to the pooled token a second time), the
+    text side reads BERT's pooler (dense + tanh), and neither projection has a bias.
+    """
+
+    checkpoint_class = "BlipModel"
+
+    def __init__(self, config: BlipConfig):
+        super().__init__(config)
+        self.text_model = PooledTextModel(config.text)
+        self.visual_projection = nn.Linear(config.vision.hidden_size, config.projection_dim, bias=False)
+        self.text_projection = nn.Linear(config.text.hidden_size, config.projection_dim, bias=False)
+        self.logit_scale = nn.Parameter(torch.tensor(2.6592))  # log(1 / 0.07); read from the checkpoint
+
+    def image_embeddings(self, image_embeds: torch.Tensor) -> torch.Tensor:
+        """Projected image embeddings (B, P), not normalised (``get_image_features``)."""
+        pooled = self.vision_model.post_layernorm(image_embeds[:, 0])  # (B, D)
+        return self.visual_projection(pooled)
+
+    def text_embeddings(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Projected text embeddings (B, P), not normalised (``get_text_features``)."""
+        out = self.text_model(input_ids, attention_mask=attention_mask)
+        return self.text_projection(self.text_model.pooler(out.hidden_states))
+
+    def image_features(self, image_embeds: torch.Tensor) -> torch.Tensor:
+        """Unit-length image features (B, P)."""
+        return F.normalize(self.image_embeddings(image_embeds), dim=-1)
+
+    def text_features(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Unit-length text features (B, P)."""
+        return F.normalize(self.text_embeddings(input_ids, attention_mask), dim=-1)
+
+    def logits_per_image(
+        self, image_embeds: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Scaled cosines (images, texts): ``exp(logit_scale)`` times every image-text cosine."""
+        cosines = self.image_features(image_embeds) @ self.text_features(input_ids, attention_mask).T
+        return self.logit_scale.exp() * cosines
+
+
 TASK_MODELS: dict[str, type[BlipBase]] = {
-    cls.checkpoint_class: cls for cls in (CaptionModel, QuestionAnsweringModel, RetrievalModel)
+    cls.checkpoint_class: cls for cls in (CaptionModel, QuestionAnsweringModel, RetrievalModel, FeatureModel)
 }
