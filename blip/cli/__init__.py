@@ -1,4 +1,4 @@
-"""The command line: ``python -m blip caption|ask|match|classify|download|info``.
+"""The command line: ``python -m blip caption|ask|match|classify|embed|index|search|download|info``.
 
 Each sub-command is one small function: it opens the images, makes one :class:`~blip.engine.Engine`
 call and prints the result, for people (a line per caption, a table per match) or, with ``--json``,

@@ -8,6 +8,7 @@ from ..engine import FIRST_TOKENS, SCORINGS
 from ..generation.options import STRATEGIES, DecodingOptions
 from ..loading import hub
 from .cache import cmd_download, cmd_info
+from .collections import cmd_embed, cmd_index, cmd_search
 from .options import DECODING_FIELDS, DTYPES, ONLY_FOR, flag_of
 from .tasks import cmd_ask, cmd_caption, cmd_classify, cmd_match
 
@@ -60,6 +61,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scoring", choices=SCORINGS, default="itc")
     p.add_argument("--temperature", type=float, default=0.07, help="ITC softmax temperature")
     p.add_argument("--shortlist", type=int, default=5, help="labels ITM re-ranks under itc+itm")
+    for name, func, text in (
+        ("embed", cmd_embed, "Unit-length image (and text) vectors into a .parquet or .npz file."),
+        ("index", cmd_index, "Make a folder of images searchable (an embeddings file)."),
+    ):
+        p = add(name, func, "itm-base-coco", text, one_image=False)
+        p.add_argument("paths", nargs="+", metavar="PATH", help="image files, folders or globs")
+        p.add_argument(
+            "--out", required=True, metavar="FILE", help="FILE.parquet (needs pyarrow) or FILE.npz"
+        )
+        p.add_argument("--recursive", action="store_true", help="look in sub-folders too")
+        p.add_argument("--batch-size", type=int, default=16, metavar="N", help="images per vision pass")
+        if name == "embed":
+            p.add_argument("--texts", metavar="FILE", help="also embed these texts, one per line")
+    p = add("search", cmd_search, "itm-base-coco", "Rank an index's images for a text or an image.", False)
+    p.add_argument("index", metavar="INDEX", help="a file written by `blip index` or `blip embed`")
+    p.add_argument("query", nargs="?", metavar="TEXT")
+    p.add_argument("--image", metavar="PATH", help="search by example: images like this one")
+    p.add_argument("--top", type=int, default=10, metavar="N", help="results shown")
+    p.add_argument(
+        "--rerank", type=int, default=0, metavar="K", help="re-rank the best K by ITM (text queries)"
+    )
+    p.add_argument("--first-token", choices=FIRST_TOKENS, default="[ENC]")
     p = sub.add_parser("download", help="Fetch models into the Hugging Face cache.")
     p.add_argument("names", nargs="*", metavar="NAME", help=", ".join(hub.MODELS))
     p.add_argument("--all", action="store_true", help="every model in the table")

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from .answering import Answering
 from .captioning import Captioning
-from .embedding import Embedding
 from .matching import Matching
 from .searching import Searching
 
