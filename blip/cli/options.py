@@ -40,14 +40,16 @@ def open_image(path: str) -> Image.Image:
         raise RunError(f"cannot read image {path}: {err}") from None
 
 
-def make_engine(args: argparse.Namespace) -> tuple[Engine, str]:
-    """An engine for this run, and the model name to ask it for (a table name or a folder)."""
+def make_engine(args: argparse.Namespace, also: str | None = None) -> tuple[Engine, str]:
+    """An engine for this run, and the model name to ask it for (a table name or a folder); ``also``
+    names a second model the run uses (a table name or a folder), kept loaded beside the first."""
     name = args.model or args.default_model
     local = {}
-    if Path(name).is_dir():
-        local = {name: Path(name)}
-    elif name not in hub.MODELS:
-        raise hub.UnknownModelError(name)
+    for wanted in (name, also) if also else (name,):
+        if Path(wanted).is_dir():
+            local[wanted] = Path(wanted)
+        elif wanted not in hub.MODELS:
+            raise hub.UnknownModelError(wanted)
     if not 0.0 <= args.opacity <= 1.0:  # checked now, not after the model has run
         raise UsageError(f"--opacity must be between 0 and 1 (got {args.opacity})")
     if args.device:
@@ -57,7 +59,8 @@ def make_engine(args: argparse.Namespace) -> tuple[Engine, str]:
             raise UsageError(f"--device {args.device!r} is not a device (cpu, cuda, cuda:1, ...)") from None
         if device.type == "cuda" and not torch.cuda.is_available():
             raise UsageError(f"--device {args.device} was asked for, but CUDA is not available")
-    return Engine(device=args.device, dtype=DTYPES[args.dtype], max_models=1, local_models=local), name
+    models = 2 if also else 1
+    return Engine(device=args.device, dtype=DTYPES[args.dtype], max_models=models, local_models=local), name
 
 
 def flag_of(field: str, count: str) -> str:

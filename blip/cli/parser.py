@@ -48,6 +48,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("caption", cmd_caption, "caption-base", "Describe images.", one_image=False)
     p.add_argument("images", nargs="+", metavar="IMAGE")
     p.add_argument("--prompt", default="", help='text the caption continues, e.g. "a picture of"')
+    g = p.add_argument_group("datasets (folders or globs, or any of these flags)")
+    g.add_argument(
+        "--out", metavar="FILE", help="write rows to FILE.jsonl or FILE.csv (resumes an unfinished run)"
+    )
+    g.add_argument("--sidecar", metavar=".txt", help="write each caption beside its picture (photo.txt)")
+    g.add_argument("--overwrite", action="store_true", help="start --out afresh / replace existing sidecars")
+    g.add_argument("--recursive", action="store_true", help="look in sub-folders too")
+    g.add_argument("--batch-size", type=int, default=8, metavar="N", help="pictures per batch (default 8)")
+    g.add_argument("--check", action="store_true", help="add each caption's ITM probability and ITC cosine")
+    g.add_argument(
+        "--check-model", default="itm-base-coco", metavar="NAME_OR_DIR", help="the matcher for --check"
+    )
     decoding(p, "captions")
     p = add("ask", cmd_ask, "vqa-base", "Answer a question about an image.")
     p.add_argument("question", metavar="QUESTION")

@@ -5,13 +5,17 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from .dataset import caption_dataset, dataset_mode
 from .options import decoding_options, make_engine, open_image
 from .output import emit, item_dict, write_heatmaps
 
 
 def cmd_caption(args: argparse.Namespace) -> int:
-    """Caption each image; several captions per image with --num-captions."""
+    """Caption each image; several captions per image with --num-captions. Folders, globs, --out or
+    --sidecar caption a dataset instead (:mod:`blip.cli.dataset`)."""
     options = decoding_options(args)
+    if dataset_mode(args):
+        return caption_dataset(args, options)
     images = [(path, open_image(path)) for path in args.images]
     engine, model = make_engine(args)
     for path, image in images:
