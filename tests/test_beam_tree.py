@@ -5,6 +5,7 @@ paths come out as pictures."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from conftest import random_image
@@ -102,3 +103,33 @@ def test_recording_is_off_by_default_and_only_for_beam_search(checkpoints):
         DecodingOptions(record_tree=True)
     with pytest.raises(ValueError, match="record_tree"):
         DecodingOptions(strategy="sample", record_tree=True)
+
+
+def test_trees_and_sampled_paths_are_drawn(checkpoints):
+    from blip.explain.beam_tree import BEST, draw_beam_tree, draw_sampled_paths
+
+    loaded = blip.load(checkpoints.decoding("caption", 0))
+    with torch.no_grad():
+        embeds = loaded.model.encode_image(loaded.pixels(random_image(770)))
+    options = DecodingOptions(
+        strategy="beam", num_beams=3, num_sequences=2, record_tree=True, max_new_tokens=8
+    )
+    texts = caption(loaded.model, loaded.tokenizer, embeds, "", options)
+    tree = texts[0].sequence.tree
+    full, lean = draw_beam_tree(tree), draw_beam_tree(tree, show_pruned=False)
+    assert full.mode == "RGB" and lean.height < full.height  # pruned candidates take rows
+    red = tuple(int(BEST[i : i + 2], 16) for i in (1, 3, 5))
+    pixels = np.asarray(full).reshape(-1, 3)
+    assert (np.abs(pixels.astype(int) - red).sum(axis=1) < 30).sum() > 500  # the best text is drawn
+
+    samples = [
+        caption(loaded.model, loaded.tokenizer, embeds, "", DecodingOptions(strategy="sample", seed=s))[0]
+        for s in range(4)
+    ]
+    paths = [list(zip(t.tokens, (np.exp(t.sequence.token_logprobs)).tolist(), strict=True)) for t in samples]
+    picture = draw_sampled_paths(paths, [f"seed {s}" for s in range(4)])
+    assert picture.mode == "RGB" and picture.width > 300
+    with pytest.raises(ValueError, match="labels"):
+        draw_sampled_paths(paths, ["one"])
+    with pytest.raises(ValueError, match="at least one"):
+        draw_sampled_paths([])

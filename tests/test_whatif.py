@@ -216,3 +216,73 @@ def test_bad_forced_ids_are_refused_clearly(checkpoints, forced, message):
     embeds = loaded.model.encode_image(loaded.pixels(random_image(391)))
     with pytest.raises(ValueError, match=message):
         caption(loaded.model, loaded.tokenizer, embeds, "", DecodingOptions(), forced=forced)
+
+
+# --- through the engine (the calls a Gradio handler makes) -------------------------------------------------
+
+
+def _scene(index: int = 1):
+    from pathlib import Path
+
+    from PIL import Image
+
+    folder = Path(__file__).resolve().parents[1] / "assets" / "examples" / "shapes"
+    return Image.open(sorted(folder.glob("*.png"))[index]).convert("RGB")
+
+
+def test_engine_what_if_another_colour_word():
+    from blip.engine import Engine
+
+    engine = Engine(device="cpu", demo="always")
+    image = _scene()
+    original = engine.caption(image).captions[0]
+    position = next(i for i, t in enumerate(original.tokens) if t.token in ("red", "green", "blue", "yellow"))
+    choice = next(
+        i
+        for i, name in zip(
+            original.tokens[position].alternative_ids,
+            engine.token_names(original.tokens[position].alternative_ids),
+            strict=True,
+        )
+        if name in ("red", "green", "blue", "yellow") and i != original.tokens[position].token_id
+    )
+    forced = original.what_if_ids(position, choice)
+    result = engine.caption(image, forced=forced, explain_tokens=True)
+    item = result.captions[0]
+    assert result.forced_ids == forced and item.forced == len(forced)
+    assert [t.token_id for t in item.tokens[: len(forced)]] == forced and item.text != original.text
+    assert item.heatmaps.attention.shape[0] == len(item.tokens)  # forced words have maps too
+    # The forced tokens keep their own probabilities as the model saw them (teacher-forced): the kept
+    # prefix the same as before, the new word its (lower) probability at that step.
+    assert [t.probability for t in item.tokens[:position]] == pytest.approx(
+        [t.probability for t in original.tokens[:position]], abs=1e-5
+    )
+    alternatives = dict(
+        zip(original.tokens[position].alternative_ids, original.tokens[position].alternatives, strict=True)
+    )
+    assert item.tokens[position].probability == pytest.approx(alternatives[choice][1], abs=1e-5)
+    assert engine.token_ids("a large green", model="caption-base") == [1037, 2312, 2665]
+    with pytest.raises(ValueError, match="position must be between"):
+        original.what_if_ids(len(original.tokens), choice)
+
+
+def test_engine_what_if_for_answers_and_beam_trees_in_results():
+    import json
+
+    from blip.engine import Engine
+
+    engine = Engine(device="cpu", demo="always")
+    image = _scene()
+    answer = engine.answer(image, "what colour is the circle?").answers[0]
+    other = next(i for i in answer.tokens[0].alternative_ids if i not in (answer.tokens[0].token_id, SEP))
+    result = engine.answer(image, "what colour is the circle?", forced=[other], explain_tokens=True)
+    assert result.answers[0].tokens[0].token_id == other and result.answers[0].forced == 1
+    assert result.answers[0].heatmaps is not None and result.forced_ids == [other]
+    with pytest.raises(ValueError, match="cannot rank candidates"):
+        engine.answer(image, "what colour is the circle?", forced=[other], candidates=["red"])
+    beam = engine.caption(image, options={"strategy": "beam", "num_beams": 3, "record_tree": True})
+    tree = beam.search_tree
+    assert [n.token for n in tree.path(tree.finals()[0].id)] == [t.token for t in beam.captions[0].tokens]
+    data = json.loads(json.dumps(beam.to_dict()))
+    assert data["decoding"]["record_tree"] and data["search_tree"]["nodes"][0]["status"] == "prompt"
+    assert engine.caption(image).search_tree is None
