@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from PIL import Image
 
 from ..engine import Engine
@@ -54,7 +55,7 @@ def write_heatmaps(
     return written
 
 
-def overlay(args, image: Image.Image, heat) -> Image.Image:
+def overlay(args, image: Image.Image, heat: np.ndarray) -> Image.Image:
     """A map over the picture with the overlay flags (--opacity, --colormap, --blur)."""
     return render.overlay(image, heat, opacity=args.opacity, colormap=args.colormap, blur=args.blur)
 

@@ -117,7 +117,18 @@ class TreeRecorder:
             self.running.append([last] * beams)
             self.finished.append([None] * beams)
 
-    def step(self, step: int, source, tokens, logprobs, scores, ends, chosen, best, entered) -> None:
+    def step(
+        self,
+        step: int,
+        source: list[list[int]],
+        tokens: list[list[int]],
+        logprobs: list[list[float]],
+        scores: list[list[float]],
+        ends: list[list[bool]],
+        chosen: list[list[int]],
+        best: list[list[int]],
+        entered: list[list[bool]],
+    ) -> None:
         """Record one step's candidates; every argument is a nested list per image in the batch.
 
         Args:
