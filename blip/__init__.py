@@ -13,7 +13,7 @@ The layers, each a sub-package, each importing only the ones above it in this li
     model       the readable network: config, attention, KV cache, vision tower, text stack, task models
     loading     checkpoints, the Hub table, tokenizer, preprocessing, uploads
     generation  logits processing, the decoding loop, beam search, captions / answers / ranking
-    explain     attention and Grad-CAM maps, overlays
+    explain     attention and Grad-CAM maps, rollout, default layers, overlays, decoding trees
     engine      the service: model store and caches, the tasks with timings and heatmaps, results
     cli         ``python -m blip ...``
 """

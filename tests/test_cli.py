@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import random_image
 from PIL import Image
@@ -193,6 +194,72 @@ def test_heatmap_names_follow_the_words(capsys, tmp_path, images, models):
     assert f"wrote 6 heatmaps to {out}" in stdout
 
 
+def test_heatmap_overlay_options_and_the_rollout(capsys, tmp_path, images, models):
+    base = ["caption", images[0], "--model", models["caption"], "--json"]
+    written = {}
+    for name, extra in {
+        "auto": [],
+        "mean": ["--layer", "mean"],
+        "layer0": ["--layer", "0", "--heatmap-kind", "attention"],
+        "styled": ["--blur", "0.48", "--colormap", "viridis", "--rollout"],
+    }.items():
+        out = tmp_path / name
+        code, stdout, err = run(capsys, *base, "--heatmaps", out, *extra)
+        assert code == 0, err
+        written[name] = json.loads(stdout)["heatmaps"]
+        for f in written[name]:
+            with Image.open(f) as png:
+                assert png.size == SIZE
+    pixels = {k: np.asarray(Image.open(tmp_path / k / "01-caption.png")) for k in written}
+    # The tiny test models' depth was never measured: "auto" opens on the mean over layers.
+    assert np.array_equal(pixels["auto"], pixels["mean"]) and not np.array_equal(
+        pixels["mean"], pixels["layer0"]
+    )
+    assert not np.array_equal(pixels["mean"], pixels["styled"])
+    assert str(tmp_path / "styled" / "rollout.png") in written["styled"]
+
+
+def test_what_if_flags_continue_from_forced_tokens(capsys, images, models):
+    base = ["caption", images[0], "--model", models["caption"], "--max-new-tokens", 12]
+    original = run_json(capsys, *base)["captions"][0]
+    ids = original["token_ids"]
+    again = run_json(capsys, *base, "--force-ids", ",".join(map(str, ids[:2])))
+    assert again["forced_ids"] == ids[:2] and again["captions"][0]["forced"] == 2
+    assert again["captions"][0]["token_ids"] == ids  # greedy from its own first tokens: the same caption
+    words = run_json(capsys, *base, "--force", "two red")
+    tokenizer = BertTokenizer.from_pretrained(models["caption"])
+    assert words["forced_ids"] == tokenizer("two red", add_special_tokens=False).input_ids
+    assert words["captions"][0]["text"].startswith("two red")
+    code, out, _ = run(capsys, *base, "--force", "two red")
+    assert code == 0 and "forced: two red" in out
+    answer = run_json(
+        capsys, "ask", images[0], "what is it?", "--model", models["vqa"], "--force-ids", "2417"
+    )
+    assert answer["answers"][0]["token_ids"][0] == 2417 and answer["answers"][0]["forced"] == 1
+
+
+def test_trees_are_drawn(capsys, tmp_path, images, models):
+    base = ["caption", images[0], "--model", models["caption"], "--max-new-tokens", 8]
+    data = run_json(capsys, *base, "--strategy", "beam", "--tree", tmp_path / "beam.png")
+    assert data["tree"] == str(tmp_path / "beam.png") and data["search_tree"]["num_beams"] == 3
+    data = run_json(capsys, *base, "--strategy", "sample", "--num-captions", 3, "--tree", tmp_path / "s.png")
+    assert data["tree"] == str(tmp_path / "s.png") and data["search_tree"] is None
+    for name in ("beam.png", "s.png"):
+        with Image.open(tmp_path / name) as png:
+            assert png.width > 200
+
+
+def test_likelihood(capsys, images, models):
+    data = run_json(capsys, "likelihood", images[0], "two red cars", "--model", models["caption"])
+    tokenizer = BertTokenizer.from_pretrained(models["caption"])
+    assert [t["token_id"] for t in data["tokens"]] == tokenizer("two red cars").input_ids[1:]
+    assert data["log_likelihood"] == pytest.approx(
+        sum(math.log(t["probability"]) for t in data["tokens"]), abs=1e-4
+    )
+    code, out, _ = run(capsys, "likelihood", images[0], "two red cars", "--model", models["caption"])
+    assert code == 0 and out.splitlines()[-1].startswith("log-likelihood")
+
+
 # --- info and download ------------------------------------------------------------------------------
 
 
@@ -289,6 +356,12 @@ def test_unreadable_image(capsys, tmp_path, models):
         ),
         (["match", "{img}", "a dog", "--model", "{retrieval}", "--opacity", "1.5"], "--opacity must be"),
         (["match", "{img}", "a dog", "--model", "{retrieval}", "--device", "warp-drive"], "--device"),
+        (["match", "{img}", "a dog", "--model", "{retrieval}", "--blur", "-1"], "--blur must be"),
+        (["match", "{img}", "a dog", "--model", "{retrieval}", "--layer", "top"], "--layer must be"),
+        (["match", "{img}", "a dog", "--model", "{retrieval}", "--rollout"], "--rollout writes into"),
+        (["caption", "{img}", "--model", "{caption}", "--tree", "t.png"], "--tree draws beam search"),
+        (["caption", "{img}", "--model", "{caption}", "--force-ids", "1,x"], "--force-ids takes"),
+        (["caption", "{img}", "--model", "{caption}", "--force-ids", "102,1037"], "may only be the last"),
     ],
 )
 def test_usage_errors_exit_2_with_one_line(capsys, images, models, argv, message):

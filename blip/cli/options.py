@@ -17,7 +17,7 @@ from ..loading.uploads import UploadError, open_upload
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 # DecodingOptions fields set by flags of the same name (--top-p), except where FLAGS says; not offered:
-NOT_OFFERED = ("early_stopping", "top_alternatives", "output_attentions", "use_cache")
+NOT_OFFERED = ("early_stopping", "top_alternatives", "output_attentions", "use_cache", "record_tree")
 DECODING_FIELDS = tuple(f.name for f in fields(DecodingOptions) if f.name not in NOT_OFFERED)
 FLAGS = {"num_beams": "--beams", "num_sequences": "--num-{count}"}  # --num-captions, --num-answers
 ONLY_FOR = dict.fromkeys(("num_beams", "length_penalty"), "beam")  # flags other strategies would ignore
@@ -52,6 +52,11 @@ def make_engine(args: argparse.Namespace, also: str | None = None) -> tuple[Engi
             raise hub.UnknownModelError(wanted)
     if not 0.0 <= args.opacity <= 1.0:  # checked now, not after the model has run
         raise UsageError(f"--opacity must be between 0 and 1 (got {args.opacity})")
+    if not 0.0 <= args.blur <= 10.0:
+        raise UsageError(f"--blur must be between 0 (off) and 10 patches (got {args.blur})")
+    layer_choice(args.layer)
+    if args.rollout and not args.heatmaps:
+        raise UsageError("--rollout writes into the --heatmaps folder: give --heatmaps DIR too")
     if args.device:
         try:
             device = torch.device(args.device)
@@ -61,6 +66,29 @@ def make_engine(args: argparse.Namespace, also: str | None = None) -> tuple[Engi
             raise UsageError(f"--device {args.device} was asked for, but CUDA is not available")
     models = 2 if also else 1
     return Engine(device=args.device, dtype=DTYPES[args.dtype], max_models=models, local_models=local), name
+
+
+def layer_choice(text: str) -> int | str | None:
+    """--layer: "auto" (the measured default for each kind of map), "mean" (None) or a layer number."""
+    if text in ("auto", "mean"):
+        return None if text == "mean" else text
+    if text.isdigit():
+        return int(text)
+    raise UsageError(f"--layer must be auto, mean or a layer number from 0 (got {text!r})")
+
+
+def forced_ids(args: argparse.Namespace, engine: Engine, model: str) -> list[int]:
+    """The token ids --force-ids gives, or the model's wordpieces of the words --force gives."""
+    if args.force_ids is not None:
+        try:
+            return [int(i) for i in args.force_ids.replace(" ", "").split(",") if i]
+        except ValueError:
+            raise UsageError(
+                f"--force-ids takes token ids separated by commas (got {args.force_ids!r})"
+            ) from None
+    if args.force is not None:
+        return engine.token_ids(args.force, model)
+    return []
 
 
 def flag_of(field: str, count: str) -> str:

@@ -9,11 +9,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from PIL import Image
 
-from ..engine.results import GeneratedItem, Result
-from ..explain import render
+from ..engine import Engine
+from ..engine.results import CaptionResult, GeneratedItem, Result
+from ..explain import beam_tree, render
 from ..explain.maps import Heatmaps
+from .options import UsageError, layer_choice
 
 
 def item_dict(item: GeneratedItem, data: dict[str, Any]) -> dict[str, Any]:
@@ -36,14 +39,51 @@ def write_heatmaps(
         if heat is None or not heat.words:
             continue
         kind = args.heatmap_kind if args.heatmap_kind in heat.kinds() else "attention"
+        layer = layer_choice(args.layer)
+        if layer == "auto":  # the layer measured to point best for this kind of map (explain/layers.py)
+            layer = heat.default_layer(kind)
+        elif layer is not None and layer >= heat.num_layers:
+            raise UsageError(f"--layer {layer}: this model's text side has layers 0 to {heat.num_layers - 1}")
         stem = Path(args.heatmaps) / f"{prefix}{n + 1:02d}-{what}"
         stem.parent.mkdir(parents=True, exist_ok=True)
         paths = [(None, f"{stem}.png")]
         paths += [(i, f"{stem}-{i + 1:02d}-{slug(w.text)}.png") for i, w in enumerate(heat.words)]
         for word, path in paths:
-            render.overlay(image, heat.grid_map(word=word, kind=kind), opacity=args.opacity).save(path)
+            heat_map = heat.grid_map(word=word, layer=layer, kind=kind)
+            overlay(args, image, heat_map).save(path)
         written += [path for _, path in paths]
     return written
+
+
+def overlay(args, image: Image.Image, heat: np.ndarray) -> Image.Image:
+    """A map over the picture with the overlay flags (--opacity, --colormap, --blur)."""
+    return render.overlay(image, heat, opacity=args.opacity, colormap=args.colormap, blur=args.blur)
+
+
+def write_rollout(args, engine: Engine, model: str, image: Image.Image, prefix: str = "") -> list[str]:
+    """With --rollout, ``rollout.png``: the vision tower's class-token rollout over the picture."""
+    if not args.rollout:
+        return []
+    path = Path(args.heatmaps) / f"{prefix}rollout.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    overlay(args, image, engine.vision_rollout(image, model).grid_map()).save(path)
+    return [str(path)]
+
+
+def write_tree(args, result: CaptionResult, items: list[GeneratedItem], prefix: str = "") -> str | None:
+    """With --tree PNG, the search drawn: beam search's tree, or the paths of the samples."""
+    if not args.tree:
+        return None
+    path = Path(args.tree)
+    path = path.with_name(prefix + path.name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if result.search_tree is not None:
+        picture = beam_tree.draw_beam_tree(result.search_tree)
+    else:
+        paths = [[(t.token, t.probability) for t in item.tokens] for item in items]
+        picture = beam_tree.draw_sampled_paths(paths, [f"sample {i + 1}" for i in range(len(items))])
+    picture.save(path)
+    return str(path)
 
 
 def emit(args, result: Result, data: dict[str, Any], lines: list[str], image: str) -> None:

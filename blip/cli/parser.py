@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 
 from ..engine import FIRST_TOKENS, SCORINGS
+from ..explain.render import COLORMAPS, LAVIS_BLUR
 from ..generation.options import STRATEGIES, DecodingOptions
 from ..loading import hub
 from .cache import cmd_download, cmd_info
 from .collections import cmd_embed, cmd_index, cmd_search
 from .options import DECODING_FIELDS, DTYPES, ONLY_FOR, flag_of
-from .tasks import cmd_ask, cmd_caption, cmd_classify, cmd_match
+from .tasks import cmd_ask, cmd_caption, cmd_classify, cmd_likelihood, cmd_match
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,6 +26,16 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--heatmaps", metavar="DIR", help="write heatmap overlays (PNG) into DIR")
     common.add_argument("--heatmap-kind", choices=("attention", "gradcam"), default="gradcam")
     common.add_argument("--opacity", type=float, default=0.5, help="of the heatmap overlay, 0..1")
+    common.add_argument("--colormap", choices=COLORMAPS, default="jet", help="of the heatmap overlay")
+    common.add_argument(
+        "--blur", type=float, default=0.0, metavar="SIGMA", help=f"in patches (LAVIS: {LAVIS_BLUR}); 0 = off"
+    )
+    common.add_argument(
+        "--layer",
+        default="auto",
+        help="text layer of the heatmaps: auto (measured default), mean, or 0, 1, ...",
+    )
+    common.add_argument("--rollout", action="store_true", help="also write the ViT's attention rollout")
 
     def add(name: str, func, model: str, text: str, one_image: bool = True) -> argparse.ArgumentParser:
         p = sub.add_parser(name, parents=[common], help=text, description=text)
@@ -36,6 +47,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     def decoding(p: argparse.ArgumentParser, count: str) -> None:
         p.set_defaults(count=count)
+        forcing = p.add_mutually_exclusive_group()
+        forcing.add_argument(
+            "--force-ids", metavar="ID,ID", help="what if: start the text with these token ids (see --json)"
+        )
+        forcing.add_argument("--force", metavar="WORDS", help="what if: start the text with these words")
+        p.add_argument("--tree", metavar="PNG", help="draw the beam search tree, or the samples' paths")
         g, d = p.add_argument_group("decoding (flags left out keep their defaults)"), DecodingOptions()
         g.add_argument("--strategy", choices=STRATEGIES, help=f"default {d.strategy}")
         for name in DECODING_FIELDS[1:]:
@@ -95,6 +112,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--rerank", type=int, default=0, metavar="K", help="re-rank the best K by ITM (text queries)"
     )
     p.add_argument("--first-token", choices=FIRST_TOKENS, default="[ENC]")
+    p = add(
+        "likelihood", cmd_likelihood, "caption-base", "How likely does the captioner find a caption?", False
+    )
+    p.add_argument("image", metavar="IMAGE")
+    p.add_argument("text", metavar="CAPTION")
+    p.add_argument("--prompt", default="", help="text the caption continues (conditioned on, not scored)")
     p = sub.add_parser("download", help="Fetch models into the Hugging Face cache.")
     p.add_argument("names", nargs="*", metavar="NAME", help=", ".join(hub.MODELS))
     p.add_argument("--all", action="store_true", help="every model in the table")

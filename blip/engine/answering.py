@@ -3,6 +3,7 @@ the question words and the answer."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict
 
 import torch
@@ -31,11 +32,19 @@ class Answering(EngineCore):
         candidates: list[str] | None = None,
         first_token: str = "[ENC]",
         explain_tokens: bool = False,
+        forced: Sequence[int] | None = None,
     ) -> AnswerResult:
-        """Answer ``question``: generate (default) or rank the given ``candidates``."""
+        """Answer ``question``: generate (default) or rank the given ``candidates``.
+
+        ``forced`` token ids (e.g. an answer's first tokens with another word in place of one, see
+        :meth:`GeneratedItem.what_if_ids`) make the generated answers start with them and continue
+        with the same ``options``: the answers' first ``forced`` tokens carry their teacher-forced
+        probabilities (``GeneratedItem.forced`` says how many)."""
         question = readable(question)
         if not question:
             raise ValueError("the question is empty")
+        if forced and candidates is not None:
+            raise ValueError("forced tokens continue a generated answer; they cannot rank candidates")
         options = decoding_options(options)
         clock = Stopwatch()
         loaded = self.typed(model, QuestionAnsweringModel, "question answering")
@@ -59,9 +68,11 @@ class Answering(EngineCore):
             result.ranked = [RankedAnswerItem(r.answer, r.probability, r.log_likelihood) for r in ranked]
             best_ids = loaded.tokenizer.encode(ranked[0].answer, max_length=tasks.MAX_TEXT_TOKENS)[1:]
         else:
-            texts = tasks.answer(loaded.model, loaded.tokenizer, states, options)
+            texts = tasks.answer(loaded.model, loaded.tokenizer, states, options, forced or ())
             result.decoding = asdict(options)
             result.answers = generated_items(loaded.tokenizer, texts, [None] * len(texts))
+            result.forced_ids = list(forced or [])
+            result.search_tree = texts[0].sequence.tree
             best_ids = texts[0].sequence.token_ids
         clock.mark("text")
         if explain_tokens and best_ids:
@@ -96,6 +107,7 @@ class Answering(EngineCore):
         grid, tokenizer = self.grid(loaded), loaded.tokenizer
         a_ids = torch.tensor([[tasks.DEC_ID, *answer_ids]], device=embeds.device)
         q_att, q_cam, a_att, a_cam = gradcam.answer_explanation(loaded.gradient_model, embeds, q_ids, a_ids)
-        question = Heatmaps.build(tokenizer.convert_ids_to_tokens(q_ids[0].tolist()), grid, q_att, q_cam)
-        answer = Heatmaps.build(tokenizer.convert_ids_to_tokens(answer_ids), grid, a_att, a_cam)
+        q_pieces = tokenizer.convert_ids_to_tokens(q_ids[0].tolist())
+        question = Heatmaps.build(q_pieces, grid, q_att, q_cam, source="vqa-question")
+        answer = Heatmaps.build(tokenizer.convert_ids_to_tokens(answer_ids), grid, a_att, a_cam, "vqa-answer")
         return question, answer

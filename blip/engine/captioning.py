@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, replace
 
 import torch
@@ -29,15 +29,26 @@ class Captioning(EngineCore):
         prompt: str = "",
         options: DecodingOptions | dict | None = None,
         explain_tokens: bool = False,
+        forced: Sequence[int] | None = None,
     ) -> CaptionResult:
-        """Caption ``image``; with ``explain_tokens``, attention and Grad-CAM maps for every word."""
+        """Caption ``image``; with ``explain_tokens``, attention and Grad-CAM maps for every word.
+
+        What if the model had chosen another word? ``forced`` token ids (not text: the model's own
+        wordpieces, e.g. from :meth:`GeneratedItem.what_if_ids`) make every caption start with them
+        after the prompt; decoding continues with the same ``options``. The forced tokens count as
+        generated (token limits, length penalty), and their probabilities come from a teacher-forced
+        pass (``GeneratedItem.forced`` says how many lead each caption). With beam search all the beams
+        continue that one start, so they may find a different ending than the unforced search did even
+        when ``forced`` is the model's own first words; greedy search always finds the same one."""
         options, prompt = decoding_options(options), readable(prompt)
         clock = Stopwatch()
         loaded = self.typed(model, CaptionModel, "captioning")
         clock.mark("load")
         embeds, cached = self.image_embeds(loaded, image)
         clock.mark("vision")
-        return self._captioned(model, loaded, embeds, [cached], prompt, options, explain_tokens, clock)[0]
+        return self._captioned(
+            model, loaded, embeds, [cached], prompt, options, explain_tokens, clock, list(forced or [])
+        )[0]
 
     def caption_batch(
         self,
@@ -96,11 +107,12 @@ class Captioning(EngineCore):
         options: DecodingOptions,
         explain: bool,
         clock: Stopwatch,
+        forced: list[int] | None = None,
     ) -> list[CaptionResult]:
         """Decode G images' tokens (G, N, D) together and package one result per image."""
         if explain and not options.output_attentions:
             options = replace(options, output_attentions=True)
-        texts = tasks.caption_many(loaded.model, loaded.tokenizer, embeds, prompt, options)
+        texts = tasks.caption_many(loaded.model, loaded.tokenizer, embeds, prompt, options, forced or ())
         clock.mark("decode")
         prefix = tasks.caption_prompt_ids(loaded.tokenizer, prompt)
         maps = [
@@ -119,6 +131,8 @@ class Captioning(EngineCore):
                 notices=list(notices),
                 captions=generated_items(loaded.tokenizer, texts[i], maps[i]),
                 decoding=asdict(options),
+                forced_ids=list(forced or []),
+                search_tree=texts[i][0].sequence.tree,
             )
             for i in range(len(texts))
         ]
@@ -131,4 +145,4 @@ class Captioning(EngineCore):
         seq = text.sequence
         ids = torch.tensor([prefix + seq.token_ids], device=embeds.device)
         cams = gradcam.decoder_gradcam(loaded.gradient_model.text_decoder, embeds, ids, len(prefix))
-        return Heatmaps.build(text.tokens, self.grid(loaded), seq.cross_attentions, cams)
+        return Heatmaps.build(text.tokens, self.grid(loaded), seq.cross_attentions, cams, source="caption")

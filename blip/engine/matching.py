@@ -171,6 +171,7 @@ class Matching(EngineCore):
             self.grid(loaded),
             [m[row].transpose(0, 1) for m in maps],
             [c[row].transpose(0, 1) for c in cams],
+            source="itm",
         )
 
 

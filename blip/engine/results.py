@@ -8,8 +8,11 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import numpy as np
+
 from ..explain.maps import Heatmaps
 from ..generation.tasks import GeneratedText
+from ..generation.tree import SearchTree
 from ..loading.tokenizer import BlipTokenizer
 
 
@@ -36,6 +39,7 @@ class TokenInfo:
     probability: float  # under the model, before penalties and sampling filters
     logprob: float  # its natural log, kept exactly
     alternatives: list[tuple[str, float]]  # the model's best candidates at this step, best first
+    alternative_ids: list[int] = field(default_factory=list)  # their token ids, in the same order
 
 
 @dataclass
@@ -47,10 +51,19 @@ class GeneratedItem:
     tokens: list[TokenInfo]
     finished: bool  # ended with [SEP] rather than at the token limit
     heatmaps: Heatmaps | None = None  # one entry per generated word
+    forced: int = 0  # how many leading tokens were forced (their probabilities are teacher-forced)
 
     @property
     def logprobs(self) -> list[float]:
         return [t.logprob for t in self.tokens]
+
+    def what_if_ids(self, position: int, token_id: int) -> list[int]:
+        """The ``forced`` ids for "what if token ``position`` had been ``token_id``?": this text's
+        tokens before ``position``, then ``token_id`` (e.g. one of ``tokens[position].alternative_ids``).
+        """
+        if not 0 <= position < len(self.tokens):
+            raise ValueError(f"position must be between 0 and {len(self.tokens) - 1} (got {position})")
+        return [t.token_id for t in self.tokens[:position]] + [int(token_id)]
 
 
 @dataclass
@@ -79,6 +92,8 @@ class Result:
                 return {k: strip(v) for k, v in value.items() if not k.endswith("heatmaps")}
             if isinstance(value, list | tuple):
                 return [strip(v) for v in value]
+            if isinstance(value, np.ndarray):  # rollout maps: small enough to keep, as nested lists
+                return value.tolist()
             return value
 
         return strip(asdict(self))
@@ -89,6 +104,8 @@ class CaptionResult(Result):
     prompt: str = ""
     captions: list[GeneratedItem] = field(default_factory=list)
     decoding: dict[str, Any] = field(default_factory=dict)  # the options that actually ran
+    forced_ids: list[int] = field(default_factory=list)  # the tokens every caption was made to start with
+    search_tree: SearchTree | None = None  # beam search's tree, with the option record_tree
 
 
 @dataclass
@@ -99,6 +116,8 @@ class AnswerResult(Result):
     ranked: list[RankedAnswerItem] = field(default_factory=list)  # rank mode
     decoding: dict[str, Any] = field(default_factory=dict)
     question_heatmaps: Heatmaps | None = None  # where each question word looked
+    forced_ids: list[int] = field(default_factory=list)  # the tokens every answer was made to start with
+    search_tree: SearchTree | None = None  # beam search's tree, with the option record_tree
 
 
 @dataclass
@@ -113,6 +132,46 @@ class MatchRow:
 class MatchResult(Result):
     first_token: str = "[ENC]"
     rows: list[MatchRow] = field(default_factory=list)
+
+
+@dataclass
+class CaptionCheck(Result):
+    """The matcher's verdict on one caption."""
+
+    text: str = ""
+    first_token: str = "[ENC]"
+    itm_probability: float = 0.0  # P(match) from the image-grounded matching head
+    itc_cosine: float = 0.0  # cosine of the separately embedded image and text
+    matches: bool = False  # the matcher's verdict: itm_probability >= 0.5
+    heatmaps: Heatmaps | None = None  # per word: attention and ITM Grad-CAM
+
+
+@dataclass
+class CaptionLikelihood(Result):
+    """How likely the captioner finds a given caption, token by token (teacher-forced)."""
+
+    text: str = ""  # the scored text as the tokenizer reads it back
+    prompt: str = ""  # what the caption was conditioned on (not scored)
+    tokens: list[TokenInfo] = field(
+        default_factory=list
+    )  # each scored token; alternatives: the model's picks
+    log_likelihood: float = 0.0  # sum of the tokens' log-probabilities (the final [SEP] included)
+    mean_logprob: float = 0.0  # per token: comparable across lengths
+    perplexity: float = 0.0  # exp(-mean_logprob): "as unsure as a fair choice among this many tokens"
+    heatmaps: Heatmaps | None = None  # per word: cross-attention and Grad-CAM, on request
+
+
+@dataclass
+class RolloutResult(Result):
+    """Attention rollout of the vision tower's class token (see ``blip.explain.rollout``)."""
+
+    maps: np.ndarray | None = None  # (layers, rows, columns): rollout after each layer, each sums to one
+
+    def grid_map(self, layer: int | None = None) -> np.ndarray:
+        """The class token's map after ``layer`` (default: the last, through the whole tower)."""
+        if self.maps is None:
+            raise ValueError("this result holds no rollout maps")
+        return self.maps[-1 if layer is None else layer]
 
 
 @dataclass
@@ -146,12 +205,13 @@ def generated_items(
                 probability=math.exp(logprob),
                 logprob=logprob,
                 alternatives=[(tokenizer.id_to_token(i), p) for i, p in alternatives],
+                alternative_ids=[i for i, _ in alternatives],
             )
             for piece, token_id, logprob, alternatives in zip(
                 text.tokens, seq.token_ids, seq.token_logprobs, seq.alternatives, strict=True
             )
         ]
-        items.append(GeneratedItem(text.text, seq.score, tokens, seq.finished, maps))
+        items.append(GeneratedItem(text.text, seq.score, tokens, seq.finished, maps, seq.forced))
     return items
 
 

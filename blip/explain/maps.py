@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .layers import default_layer
+
 # Tokens that are not words of the text: they get no heatmap of their own.
 SPECIAL_PIECES = frozenset({"[CLS]", "[SEP]", "[PAD]", "[DEC]", "[ENC]"})
 
@@ -50,22 +52,33 @@ class Heatmaps:
 
     Arrays are (tokens, layers, heads, patches), float32, with the image's class token removed;
     ``grid`` gives the (rows, columns) the patches fold into, taken from the checkpoint's config.
+    ``source`` says which model's maps these are ("caption", "itm", "vqa-question", "vqa-answer"),
+    which picks the layer a viewer opens on (:meth:`default_layer`).
     """
 
     words: list[WordSpan]
     grid: tuple[int, int]
     attention: np.ndarray
     gradcam: np.ndarray | None = None
+    source: str = ""
 
     @classmethod
-    def build(cls, pieces: list[str], grid: tuple[int, int], attention, gradcam=None) -> Heatmaps:
+    def build(
+        cls, pieces: list[str], grid: tuple[int, int], attention, gradcam=None, source: str = ""
+    ) -> Heatmaps:
         """Package per-token maps of the text ``pieces`` (see :func:`to_patch_maps` for the layout)."""
         return cls(
             words=merge_wordpieces(pieces, SPECIAL_PIECES),
             grid=grid,
             attention=to_patch_maps(attention, grid),
             gradcam=to_patch_maps(gradcam, grid) if gradcam is not None else None,
+            source=source,
         )
+
+    def default_layer(self, kind: str = "attention") -> int | None:
+        """The layer to show first for ``kind`` maps, measured per source and depth
+        (:data:`~blip.explain.layers.DEFAULT_LAYERS`); None means the mean over layers."""
+        return default_layer(self.source, kind, self.num_layers)
 
     @property
     def num_layers(self) -> int:

@@ -20,15 +20,17 @@ from __future__ import annotations
 import torch
 
 from ..loading.tokenizer import PAD_ID, SEP_ID
+from .forcing import TeacherForced
 from .logits import process_scores
 from .options import DecodingOptions, GeneratedSequence
 from .stepper import RowHistory, Stepper, to_sequence
+from .tree import TreeRecorder
 
 _FAR_BELOW = -1.0e9  # "never pick this": added to scores of excluded entries, as the reference does
 
 
 def beam_search(
-    stepper: Stepper, prompt: torch.Tensor, options: DecodingOptions
+    stepper: Stepper, prompt: torch.Tensor, options: DecodingOptions, prefix: TeacherForced | None = None
 ) -> list[list[GeneratedSequence]]:
     """Run beam search from ``prompt`` (1, P) for each of the stepper's G images; return each image's
     ``num_sequences`` best finished texts.
@@ -36,19 +38,35 @@ def beam_search(
     Every image keeps its own beams, finished list and stopping test, exactly as if it ran alone; the
     tensors below carry a leading image dimension (G, ...), and an image whose search has stopped
     leaves the batch.
+
+    With a ``prefix`` of k forced tokens, ``prompt`` (1, P + k) ends with them: the search starts at
+    step k from that one text, its score the forced tokens' summed step scores, as if those had been
+    the only candidates allowed. With ``options.record_tree`` each image's sequences carry its
+    :class:`~blip.generation.tree.SearchTree`.
     """
     device = prompt.device
     images = stepper.encoder_states.shape[0]
     beams, keep = options.num_beams, 2 * options.num_beams
-    plen, steps, k = prompt.shape[1], options.max_new_tokens, options.top_alternatives
+    forced = len(prefix.token_ids) if prefix is not None else 0
+    plen, steps, k = prompt.shape[1] - forced, options.max_new_tokens, options.top_alternatives
     max_length = plen + steps
     penalty, early = options.length_penalty, options.early_stopping
 
     running = torch.full((images, beams, max_length), PAD_ID, dtype=torch.long, device=device)
-    running[:, :, :plen] = prompt
+    running[:, :, : plen + forced] = prompt
     running_scores = torch.zeros(images, beams, device=device)
     running_scores[:, 1:] = _FAR_BELOW  # all beams start identical: only the first may expand at step one
     running_history = RowHistory.empty(images * beams, steps, k)  # image-major rows
+    attention_steps: list[torch.Tensor] | None = [] if options.output_attentions else None
+    recorder = None
+    if prefix is not None:
+        running_scores[:, 0] = prefix.scores.sum(dim=1).to(device)
+        running_history.fill_forced(prefix, torch.arange(images).repeat_interleave(beams))
+        if attention_steps is not None:
+            attention_steps.extend(prefix.cross_attentions.unbind(0))
+    if options.record_tree:
+        rows = prefix.per_image() if prefix is not None else None
+        recorder = TreeRecorder(images, beams, penalty, int(prompt[0, plen - 1]), rows)
     finished = running.clone()
     finished_scores = torch.full((images, beams), _FAR_BELOW, device=device)
     finished_lengths = torch.zeros(images, beams, dtype=torch.long)
@@ -56,13 +74,12 @@ def beam_search(
     is_finished = torch.zeros(images, beams, dtype=torch.bool, device=device)
     can_improve = torch.ones(images, dtype=torch.bool, device=device)
     top_beams = torch.arange(keep, device=device) < beams  # only these candidates may finish
-    attention_steps: list[torch.Tensor] | None = [] if options.output_attentions else None
     alive = list(range(images))  # the images still searching, by their index in the input
     results: list[list[GeneratedSequence]] = [[] for _ in range(images)]
 
     logits, cross = stepper.start(prompt, beams)  # every beam of an image starts from its prompt state
 
-    for step in range(steps):
+    for step in range(forced, steps):
         cur = plen + step
         g = len(alive)
         raw = logits.log_softmax(dim=-1)  # (g * beams, vocab)
@@ -115,6 +132,14 @@ def beam_search(
         merged_rows = torch.where(best < beams, _offset(best, beams), g * beams + _offset(best - beams, keep))
         finished_history = finished_history.cat(cand_history).select(merged_rows.view(-1).cpu())
         is_finished = torch.cat([is_finished, just_finished], dim=1).gather(1, best)
+        if recorder is not None:  # what became of each candidate, while the search still knows
+            entered = torch.zeros_like(merged_scores, dtype=torch.bool).scatter(1, best, True)[:, beams:]
+            entered = entered & (final > _FAR_BELOW / 2)
+            recorder.step(
+                step,
+                *(t.tolist() for t in (source, tokens, cand_history.logprobs[:, step].view(g, keep))),
+                *(t.tolist() for t in (cand_scores, ends, chosen, best, entered)),
+            )
 
         # Could a running beam still beat the worst finished text?
         if early == "never" and penalty > 0.0:
@@ -128,6 +153,7 @@ def beam_search(
         searching = can_improve & open_beam & ~ends.all(dim=1)  # (g,)
 
         for i in (~searching).nonzero().squeeze(1).tolist():  # images whose search has stopped
+            tree = recorder.finish(i, options.num_sequences) if recorder is not None else None
             results[alive[i]] = [
                 to_sequence(
                     finished[i, n, plen:],
@@ -136,9 +162,12 @@ def beam_search(
                     int(finished_lengths[i, n]),
                     float(finished_scores[i, n]),
                     attention_steps,
+                    forced,
                 )
                 for n in range(options.num_sequences)
             ]
+            for seq in results[alive[i]]:
+                seq.tree = tree
         if not bool(searching.any()):
             break
         next_rows = source.gather(1, chosen)  # (g, beams): the running row each new beam continues
@@ -155,6 +184,8 @@ def beam_search(
             can_improve = can_improve[stay]
             running_history = running_history.select(rows.cpu())
             finished_history = finished_history.select(rows.cpu())
+            if recorder is not None:
+                recorder.keep(stay.tolist())
         logits, cross = stepper(running[:, :, : cur + 1].reshape(len(alive) * beams, cur + 1))
 
     return results

@@ -14,14 +14,18 @@ alternatives at each step, and on request where the decoder looked (cross-attent
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 
 from ..loading.tokenizer import PAD_ID, SEP_ID
 from ..model.text import TextLMModel
 from .beam import beam_search
+from .forcing import TeacherForced, check_forced, teacher_forced
 from .logits import process_scores
 from .options import MAX_POSITIONS, DecodingOptions, GeneratedSequence
 from .stepper import RowHistory, Stepper, to_sequence
+from .tree import TreeRecorder
 
 
 def generate(
@@ -29,6 +33,7 @@ def generate(
     encoder_states: torch.Tensor,
     prompt_ids: list[int],
     options: DecodingOptions,
+    forced: Sequence[int] = (),
 ) -> list[GeneratedSequence]:
     """Continue ``prompt_ids`` (starting with [DEC]) while attending to ``encoder_states``.
 
@@ -37,13 +42,18 @@ def generate(
         encoder_states: (1, S, E) image tokens (captioning) or question states (VQA).
         prompt_ids: the tokens to continue: [DEC] alone, or [DEC] + a caption prompt.
         options: strategy and controls.
+        forced: token ids the text must start with ("what if it had chosen this word?"); decoding
+            continues after them with the same settings. They count as generated tokens (for the
+            token limits and the length penalty) and are reported like the others, with
+            log-probabilities from a teacher-forced pass (:mod:`.forcing`).
 
     Returns:
-        ``options.num_sequences`` sequences, best first for beam search.
+        ``options.num_sequences`` sequences, best first for beam search (one, when ``forced`` leaves
+        nothing to decode: it ends with [SEP] or fills ``max_new_tokens``).
     """
     if encoder_states.shape[0] != 1:
         raise ValueError("generate() decodes for one image or question at a time (see generate_many)")
-    return generate_many(decoder, encoder_states, prompt_ids, options)[0]
+    return generate_many(decoder, encoder_states, prompt_ids, options, forced)[0]
 
 
 def generate_many(
@@ -51,6 +61,7 @@ def generate_many(
     encoder_states: torch.Tensor,
     prompt_ids: list[int],
     options: DecodingOptions,
+    forced: Sequence[int] = (),
 ) -> list[list[GeneratedSequence]]:
     """:func:`generate` for G images at once, (G, S, E): each image's texts, in order.
 
@@ -60,44 +71,77 @@ def generate_many(
     """
     if len(prompt_ids) + options.max_new_tokens > MAX_POSITIONS:
         raise ValueError(f"prompt plus max_new_tokens exceeds the {MAX_POSITIONS}-token limit")
+    forced = check_forced(forced, decoder.bert.config.vocab_size, options.max_new_tokens)
     if options.strategy == "sample" and encoder_states.shape[0] > 1:
-        return [generate(decoder, states[None], prompt_ids, options) for states in encoder_states]
-    prompt = torch.tensor([prompt_ids], device=encoder_states.device)
+        return [generate(decoder, states[None], prompt_ids, options, forced) for states in encoder_states]
+    prefix = teacher_forced(decoder, encoder_states, prompt_ids, forced, options) if forced else None
+    if prefix is not None and (forced[-1] == SEP_ID or len(forced) == options.max_new_tokens):
+        return _forced_only(prefix, prompt_ids[-1], options)
+    prompt = torch.tensor([prompt_ids + forced], device=encoder_states.device)
     stepper = Stepper(decoder, encoder_states, options)
     with torch.inference_mode():
         if options.strategy == "beam":
-            return beam_search(stepper, prompt, options)
-        return _greedy_or_sample(stepper, prompt, options)
+            return beam_search(stepper, prompt, options, prefix)
+        return _greedy_or_sample(stepper, prompt, options, prefix)
+
+
+def _forced_only(
+    prefix: TeacherForced, last_prompt_id: int, options: DecodingOptions
+) -> list[list[GeneratedSequence]]:
+    """Every token was forced: each image's one text is the forced one, scored as its strategy scores."""
+    k, images = len(prefix.token_ids), prefix.logprobs.shape[0]
+    history = RowHistory.empty(images, k, options.top_alternatives)
+    history.fill_forced(prefix, torch.arange(images))
+    steps = list(prefix.cross_attentions.unbind(0)) if prefix.cross_attentions is not None else None
+    recorder = None
+    if options.record_tree:
+        recorder = TreeRecorder(
+            images, options.num_beams, options.length_penalty, last_prompt_id, prefix.per_image()
+        )
+    results = []
+    for i in range(images):
+        score = None  # greedy and sampling rank by the plain sum of log-probabilities
+        if options.strategy == "beam":
+            score = float(prefix.scores[i].sum()) / (k**options.length_penalty)
+        seq = to_sequence(torch.tensor(prefix.token_ids), history, i, k, score, steps, forced=k)
+        seq.tree = recorder.forced_only(i) if recorder is not None else None
+        results.append([seq])
+    return results
 
 
 def _greedy_or_sample(
-    stepper: Stepper, prompt: torch.Tensor, options: DecodingOptions
+    stepper: Stepper, prompt: torch.Tensor, options: DecodingOptions, prefix: TeacherForced | None = None
 ) -> list[list[GeneratedSequence]]:
     """Greedy search (one row per image) or independent samples (``num_sequences`` rows, one image),
     with the reference's per-step order: scores -> penalties/filters -> argmax or draw -> stop rows
-    that produced [SEP].
+    that produced [SEP]. ``prompt`` (1, P + k) ends with the k forced tokens of ``prefix``, if any.
 
     A finished greedy row leaves the batch; finished samples stay in it and only pad, because the
     random draws of the other rows depend on how many rows draw."""
     sample = options.strategy == "sample"
     images = stepper.encoder_states.shape[0]
     rows = options.num_sequences if sample else images
-    plen, steps, k = prompt.shape[1], options.max_new_tokens, options.top_alternatives
+    forced = len(prefix.token_ids) if prefix is not None else 0
+    plen, steps, k = prompt.shape[1] - forced, options.max_new_tokens, options.top_alternatives
     generator = None
     if sample:
         generator = torch.Generator(device=prompt.device)
         generator.manual_seed(options.seed if options.seed is not None else torch.seed())
 
     sequences = torch.full((rows, plen + steps), PAD_ID, dtype=torch.long, device=prompt.device)
-    sequences[:, :plen] = prompt
+    sequences[:, : plen + forced] = prompt
     history = RowHistory.empty(rows, steps, k)
     attention_steps: list[torch.Tensor] | None = [] if options.output_attentions else None
+    if prefix is not None:  # the forced steps, as the teacher-forced pass saw them
+        history.fill_forced(prefix, torch.zeros(rows, dtype=torch.long) if sample else torch.arange(rows))
+        if attention_steps is not None:
+            attention_steps.extend(prefix.cross_attentions.unbind(0))
     alive = torch.arange(rows, device=prompt.device)  # the rows still in the batch (all, for samples)
     running = torch.ones(rows, dtype=torch.bool, device=prompt.device)
     lengths = torch.full((rows,), steps, dtype=torch.long)
 
     logits, cross = stepper.start(prompt, 1 if not sample else rows)
-    for step in range(steps):
+    for step in range(forced, steps):
         cur = plen + step
         raw = logits.log_softmax(dim=-1)
         scores = process_scores(
@@ -134,7 +178,7 @@ def _greedy_or_sample(
         logits, cross = stepper(sequences[alive, : cur + 1])
 
     texts = [
-        to_sequence(sequences[r, plen:], history, r, int(lengths[r]), None, attention_steps)
+        to_sequence(sequences[r, plen:], history, r, int(lengths[r]), None, attention_steps, forced)
         for r in range(rows)
     ]
     return [texts] if sample else [[text] for text in texts]

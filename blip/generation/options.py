@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .tree import SearchTree
+
 STRATEGIES = ("greedy", "beam", "sample")
 MAX_POSITIONS = 512  # BERT's position table
 
@@ -32,6 +34,7 @@ class DecodingOptions:
     top_alternatives: int = 5  # alternatives reported per step
     output_attentions: bool = False  # return cross-attention maps (exact attention path)
     use_cache: bool = True  # False recomputes every position each step (for tests and teaching)
+    record_tree: bool = False  # beam search only: keep every step's candidates (see tree.py)
 
     def __post_init__(self) -> None:
         def need(ok: bool, name: str, rule: str) -> None:
@@ -63,6 +66,8 @@ class DecodingOptions:
         need(0.5 <= self.repetition_penalty <= 10.0, "repetition_penalty", "between 0.5 and 10")
         need(0 <= self.no_repeat_ngram_size <= 10, "no_repeat_ngram_size", "between 0 (off) and 10")
         need(0 <= self.top_alternatives <= 20, "top_alternatives", "between 0 and 20")
+        if self.record_tree:  # greedy search is a single path, and samples are drawn with draw_sampled_paths
+            need(self.strategy == "beam", "record_tree", "False unless strategy is 'beam'")
 
 
 @dataclass
@@ -75,3 +80,5 @@ class GeneratedSequence:
     score: float  # what the strategy ranked by: the beam score, else the sum of token_logprobs
     finished: bool  # ended with [SEP] rather than at max_new_tokens
     cross_attentions: torch.Tensor | None = None  # (steps, layers, heads, encoder tokens), on request
+    forced: int = 0  # how many leading tokens the caller forced (their log-probs are teacher-forced)
+    tree: SearchTree | None = None  # the whole beam search, with record_tree (shared by the n-best)

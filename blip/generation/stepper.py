@@ -13,6 +13,7 @@ import torch
 from ..loading.tokenizer import SEP_ID
 from ..model.cache import KVCache
 from ..model.text import TextLMModel
+from .forcing import TeacherForced
 from .options import DecodingOptions, GeneratedSequence
 
 
@@ -88,6 +89,16 @@ class RowHistory:
             torch.zeros(rows, steps, k),
         )
 
+    def fill_forced(self, prefix: TeacherForced, image_of_row: torch.Tensor) -> None:
+        """The first k steps of every row are its image's forced tokens. There ``rows`` names the image:
+        the forced steps' attention maps come from the teacher-forced pass, one row per image."""
+        k = len(prefix.token_ids)
+        self.rows[:, :k] = image_of_row[:, None]
+        self.logprobs[:, :k] = prefix.logprobs[image_of_row]
+        if self.alt_ids.shape[-1]:
+            self.alt_ids[:, :k] = prefix.alt_ids[image_of_row]
+            self.alt_logprobs[:, :k] = prefix.alt_logprobs[image_of_row]
+
     def select(self, index: torch.Tensor) -> RowHistory:
         return RowHistory(
             self.rows[index], self.logprobs[index], self.alt_ids[index], self.alt_logprobs[index]
@@ -135,8 +146,10 @@ def to_sequence(
     steps: int,
     score: float | None,
     attention_steps: list[torch.Tensor] | None,
+    forced: int = 0,
 ) -> GeneratedSequence:
-    """Package row ``row`` of the histories (its first ``steps`` tokens) as a :class:`GeneratedSequence`."""
+    """Package row ``row`` of the histories (its first ``steps`` tokens, of which the first ``forced``
+    were forced) as a :class:`GeneratedSequence`."""
     ids = tokens[:steps].tolist()
     logprobs = history.logprobs[row, :steps].tolist()
     alternatives = [
@@ -153,4 +166,5 @@ def to_sequence(
         score=sum(logprobs) if score is None else score,
         finished=bool(ids) and ids[-1] == SEP_ID,
         cross_attentions=cross,
+        forced=forced,
     )

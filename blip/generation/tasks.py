@@ -6,6 +6,7 @@ image once and ask many things about it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -14,7 +15,9 @@ from ..loading.tokenizer import CLS_ID, DEC_ID, ENC_ID, PAD_ID, BlipTokenizer
 from ..model.cache import KVCache
 from ..model.task_models import CaptionModel, QuestionAnsweringModel
 from .decoding import generate, generate_many
-from .options import DecodingOptions, GeneratedSequence
+from .forcing import teacher_forced
+from .options import MAX_POSITIONS, DecodingOptions, GeneratedSequence
+from .stepper import RowHistory, to_sequence
 
 MAX_TEXT_TOKENS = 64  # questions and answers are short; longer input is truncated (the caller is told)
 
@@ -45,6 +48,8 @@ def caption_prompt_ids(tokenizer: BlipTokenizer, prompt: str = "") -> list[int]:
 def _texts(
     tokenizer: BlipTokenizer, prefix: list[int], sequences: list[GeneratedSequence]
 ) -> list[GeneratedText]:
+    for tree in {id(s.tree): s.tree for s in sequences if s.tree is not None}.values():
+        tree.name_tokens(tokenizer.convert_ids_to_tokens([n.token_id for n in tree.nodes]))
     return [
         GeneratedText(
             text=tokenizer.decode(prefix + seq.token_ids),
@@ -61,11 +66,13 @@ def caption(
     image_embeds: torch.Tensor,
     prompt: str = "",
     options: DecodingOptions | None = None,
+    forced: Sequence[int] = (),
 ) -> list[GeneratedText]:
-    """Caption one image given its tokens (1, N, D); the text continues ``prompt`` when one is given."""
+    """Caption one image given its tokens (1, N, D); the text continues ``prompt`` when one is given,
+    and starts with the token ids ``forced`` when those are given (see :func:`~.decoding.generate`)."""
     if image_embeds.shape[0] != 1:
         raise ValueError("caption() takes one image's tokens (see caption_many)")
-    return caption_many(model, tokenizer, image_embeds, prompt, options)[0]
+    return caption_many(model, tokenizer, image_embeds, prompt, options, forced)[0]
 
 
 def caption_many(
@@ -74,12 +81,53 @@ def caption_many(
     image_embeds: torch.Tensor,
     prompt: str = "",
     options: DecodingOptions | None = None,
+    forced: Sequence[int] = (),
 ) -> list[list[GeneratedText]]:
-    """Caption G images together given their tokens (G, N, D), all continuing the same ``prompt``;
-    each image gets the captions it would get alone."""
+    """Caption G images together given their tokens (G, N, D), all continuing the same ``prompt``
+    (and ``forced`` token ids); each image gets the captions it would get alone."""
     prompt_ids = caption_prompt_ids(tokenizer, prompt)
-    batches = generate_many(model.text_decoder, image_embeds, prompt_ids, options or DecodingOptions())
+    options = options or DecodingOptions()
+    batches = generate_many(model.text_decoder, image_embeds, prompt_ids, options, forced)
     return [_texts(tokenizer, prompt_ids[1:], sequences) for sequences in batches]
+
+
+def score_caption(
+    model: CaptionModel,
+    tokenizer: BlipTokenizer,
+    image_embeds: torch.Tensor,
+    token_ids: Sequence[int],
+    prompt: str = "",
+    options: DecodingOptions | None = None,
+) -> GeneratedText:
+    """How likely the captioner finds a given caption: each token's log-probability (teacher-forced),
+    the model's own best alternatives at each step, and on request its cross-attention.
+
+    Args:
+        image_embeds: (1, N, D) one image's tokens.
+        token_ids: the caption's wordpieces after the prompt (end them with [SEP] to score the
+            caption as a whole sentence: the model's belief that it stops there).
+        options: ``top_alternatives`` and ``output_attentions`` are read; penalties are not applied.
+
+    Returns:
+        A :class:`GeneratedText` as decoding would have made it had it chosen these tokens: its score
+        is the total log-likelihood, and every token counts as forced.
+    """
+    ids = [int(i) for i in token_ids]
+    if not ids:
+        raise ValueError("the caption to score has no tokens")
+    prompt_ids = caption_prompt_ids(tokenizer, prompt)
+    if len(prompt_ids) + len(ids) > MAX_POSITIONS:
+        raise ValueError(f"prompt and caption exceed the {MAX_POSITIONS}-token limit")
+    options = options or DecodingOptions()
+    plain = DecodingOptions(
+        top_alternatives=options.top_alternatives, output_attentions=options.output_attentions
+    )
+    prefix = teacher_forced(model.text_decoder, image_embeds, prompt_ids, ids, plain)
+    history = RowHistory.empty(1, len(ids), plain.top_alternatives)
+    history.fill_forced(prefix, torch.zeros(1, dtype=torch.long))
+    maps = list(prefix.cross_attentions.unbind(0)) if prefix.cross_attentions is not None else None
+    seq = to_sequence(torch.tensor(ids), history, 0, len(ids), None, maps, forced=len(ids))
+    return _texts(tokenizer, prompt_ids[1:], [seq])[0]
 
 
 def question_ids(tokenizer: BlipTokenizer, question: str, first_token: int = CLS_ID) -> torch.Tensor:
@@ -116,9 +164,11 @@ def answer(
     tokenizer: BlipTokenizer,
     question_states: torch.Tensor,
     options: DecodingOptions | None = None,
+    forced: Sequence[int] = (),
 ) -> list[GeneratedText]:
-    """Generate answers from question states (see :func:`encode_question`)."""
-    sequences = generate(model.text_decoder, question_states, [DEC_ID], options or DecodingOptions())
+    """Generate answers from question states (see :func:`encode_question`), starting with the token
+    ids ``forced`` when those are given."""
+    sequences = generate(model.text_decoder, question_states, [DEC_ID], options or DecodingOptions(), forced)
     return _texts(tokenizer, [], sequences)
 
 

@@ -11,12 +11,22 @@ Module and parameter names mirror the checkpoint keys under ``vision_model.`` so
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .attention import attend
 from .config import VisionConfig
+
+
+@dataclass
+class VisionOutput:
+    """What one pass of the vision tower returns. Attention maps are only filled on request."""
+
+    hidden_states: torch.Tensor  # (B, 1 + patches, D), after the final LayerNorm
+    attentions: tuple[torch.Tensor, ...] | None = None  # per layer (B, heads, 1 + patches, 1 + patches)
 
 
 class VisionEmbeddings(nn.Module):
@@ -68,14 +78,16 @@ class VisionAttention(nn.Module):
         self.qkv = nn.Linear(config.hidden_size, 3 * config.hidden_size)
         self.projection = nn.Linear(config.hidden_size, config.hidden_size)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, need_probs: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The attended tokens (B, N, D), and with ``need_probs`` the attention (B, heads, N, N) from the
+        written-out path (the fused kernel never materialises it)."""
         b, n, d = x.shape
         # The checkpoint stacks q, k, v along the output dimension in that order.
         qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, d // self.num_heads)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B, heads, N, head_dim)
-        context, _ = attend(q, k, v)  # no mask: every patch sees every patch
+        context, probs = attend(q, k, v, need_probs=need_probs)  # no mask: every patch sees every patch
         context = context.transpose(1, 2).reshape(b, n, d)  # (B, N, D)
-        return self.projection(context)
+        return self.projection(context), probs
 
 
 class VisionMLP(nn.Module):
@@ -98,9 +110,10 @@ class VisionLayer(nn.Module):
         self.layer_norm2 = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.mlp = VisionMLP(config)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.self_attn(self.layer_norm1(x))
-        return x + self.mlp(self.layer_norm2(x))
+    def forward(self, x: torch.Tensor, need_probs: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        attended, probs = self.self_attn(self.layer_norm1(x), need_probs)
+        x = x + attended
+        return x + self.mlp(self.layer_norm2(x)), probs
 
 
 class VisionEncoder(nn.Module):
@@ -108,10 +121,14 @@ class VisionEncoder(nn.Module):
         super().__init__()
         self.layers = nn.ModuleList(VisionLayer(config) for _ in range(config.num_hidden_layers))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, output_attentions: bool = False
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...] | None]:
+        maps = []
         for layer in self.layers:
-            x = layer(x)
-        return x
+            x, probs = layer(x, output_attentions)
+            maps.append(probs)
+        return x, tuple(maps) if output_attentions else None
 
 
 class VisionModel(nn.Module):
@@ -125,4 +142,10 @@ class VisionModel(nn.Module):
         self.post_layernorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        return self.post_layernorm(self.encoder(self.embeddings(pixel_values)))
+        return self.encode(pixel_values).hidden_states
+
+    def encode(self, pixel_values: torch.Tensor, output_attentions: bool = False) -> VisionOutput:
+        """The image tokens, and with ``output_attentions`` every layer's self-attention maps (returned,
+        never kept on the modules: concurrent requests cannot see each other's maps)."""
+        hidden, maps = self.encoder(self.embeddings(pixel_values), output_attentions)
+        return VisionOutput(self.post_layernorm(hidden), maps)
