@@ -116,7 +116,7 @@ def test_an_interrupted_run_resumes_to_the_same_output(tmp_path):
 
 def test_dataset_mistakes_are_explained(capsys, folder, tmp_path):
     code, _, err = run(capsys, "caption", folder, "--out", tmp_path / "x.txt", "--model", MODEL)
-    assert code == 2 and "--out must end in .jsonl or .csv" in err
+    assert code == 2 and "--out must end in .jsonl, .csv or .parquet" in err
     code, _, err = run(capsys, "caption", folder, "--sidecar", "txt", "--model", MODEL)
     assert code == 2 and "--sidecar takes a suffix such as .txt" in err
     code, _, err = run(

@@ -21,6 +21,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
+from PIL import Image
+
+from ..engine import Engine
 from ..generation.options import DecodingOptions
 from .collections import progress_bar, readable_images
 from .files import find_images
@@ -45,7 +48,7 @@ class RowsFile:
         self.path, self.columns = path, columns
         self.csv = path.suffix.lower() == ".csv"
         if path.suffix.lower() not in (".csv", ".jsonl"):
-            raise UsageError(f"{path}: --out must end in .jsonl or .csv (or use --sidecar .txt)")
+            raise UsageError(f"{path}: --out must end in .jsonl, .csv or .parquet (or use --sidecar .txt)")
         if overwrite and path.exists():
             path.unlink()
         self.done = self._read_back()
@@ -94,6 +97,44 @@ class RowsFile:
         self._file.close()
 
 
+class ParquetRows:
+    """A Parquet file of rows (through pyarrow). Parquet cannot be appended to, so rows are kept and
+    the file rewritten whole after every batch (a kill loses at most that batch, as with JSONL)."""
+
+    def __init__(self, path: Path, columns: list[str], overwrite: bool):
+        try:
+            import pyarrow
+            import pyarrow.parquet as pq
+        except ImportError:
+            raise UsageError("Parquet needs pyarrow (pip install pyarrow); or write .jsonl or .csv") from None
+        self.path, self.columns, self._pa, self._pq = path, columns, pyarrow, pq
+        self.rows: list[dict[str, Any]] = []
+        if path.exists() and not overwrite:
+            self.rows = pq.read_table(path).to_pylist()
+        self.done = {row["path"] for row in self.rows}
+
+    def has(self, path: Path) -> bool:
+        return str(path) in self.done
+
+    def write(self, rows: list[dict[str, Any]]) -> None:
+        if not rows:
+            return
+        self.rows += rows
+        columns = {c: [_cell(row.get(c)) if c in ("score", *CHECK_COLUMNS) else row.get(c, "") for row in self.rows]
+                   for c in self.columns}  # fmt: skip
+        partial = self.path.with_name(self.path.name + ".partial")
+        self._pq.write_table(self._pa.table(columns), partial)
+        partial.replace(self.path)
+
+    def close(self) -> None:
+        pass
+
+
+def _cell(value: Any) -> float | None:
+    """A number column's value: the number, or None where a row has none (an unreadable picture)."""
+    return None if value in ("", None) else float(value)
+
+
 class Sidecars:
     """One text file beside each picture (``photo.jpg`` -> ``photo.txt``), written whole or not at all."""
 
@@ -118,6 +159,15 @@ class Sidecars:
         pass
 
 
+def open_output(args: argparse.Namespace, columns: list[str]) -> RowsFile | ParquetRows | Sidecars:
+    """Where this run's captions go, knowing what an earlier run already wrote there."""
+    if not args.out:
+        return Sidecars(args.sidecar, args.overwrite)
+    if Path(args.out).suffix.lower() == ".parquet":
+        return ParquetRows(Path(args.out), columns, args.overwrite)
+    return RowsFile(Path(args.out), columns, args.overwrite)
+
+
 def caption_dataset(args: argparse.Namespace, options: DecodingOptions) -> int:
     """Caption every picture ``args.images`` names into ``--out`` rows or ``--sidecar`` files."""
     if args.heatmaps:
@@ -138,16 +188,9 @@ def caption_dataset(args: argparse.Namespace, options: DecodingOptions) -> int:
     start, failed, done, reported = time.perf_counter(), [], 0, 0
     with progress_bar(len(todo)) as bar:
         for batch in _batches(readable_images(todo, failed), args.batch_size):
-            results = engine.caption_batch([p for _, p in batch], model, args.prompt, options, len(batch))
-            rows = []
-            for (name, picture), result in zip(batch, results, strict=True):
-                best = result.captions[0]
-                row = {"path": name, "caption": best.text, "score": round(best.score, 4), "error": ""}
-                if args.check:
-                    verdict = engine.match(picture, [best.text], args.check_model).rows[0]
-                    row |= {"itm_probability": round(verdict.itm_probability, 4),
-                            "itc_cosine": round(verdict.itc_cosine, 4)}  # fmt: skip
-                rows.append(row)
+            rows = caption_rows(
+                engine, model, batch, args.prompt, options, args.check_model if args.check else None
+            )
             rows += _error_rows(failed[reported:])
             output.write(rows)
             done += len(batch)
@@ -165,6 +208,31 @@ def caption_dataset(args: argparse.Namespace, options: DecodingOptions) -> int:
         print(f"captioned {done}, skipped {summary['skipped']} (already done), failed {len(failed)}, "
               f"in {seconds:.1f} s ({summary['images_per_second']:.2f} images/s)")  # fmt: skip
     return 1 if failed and not done else 0
+
+
+def caption_rows(
+    engine: Engine,
+    model: str,
+    batch: list[tuple[str, Image.Image]],
+    prompt: str,
+    options: DecodingOptions,
+    check_model: str | None = None,
+) -> list[dict[str, Any]]:
+    """One output row per (name, picture): its best caption and score, and with ``check_model`` the
+    matcher's verdict on it. Shared by the command line and the Ray pipeline, so both write the same."""
+    results = engine.caption_batch([p for _, p in batch], model, prompt, options, len(batch))
+    rows = []
+    for (name, picture), result in zip(batch, results, strict=True):
+        best = result.captions[0]
+        row = {"path": name, "caption": best.text, "score": round(best.score, 4), "error": ""}
+        if check_model:
+            verdict = engine.match(picture, [best.text], check_model).rows[0]
+            row |= {
+                "itm_probability": round(verdict.itm_probability, 4),
+                "itc_cosine": round(verdict.itc_cosine, 4),
+            }
+        rows.append(row)
+    return rows
 
 
 def _batches(items: Iterator[T], size: int) -> Iterator[list[T]]:

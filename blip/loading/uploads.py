@@ -9,6 +9,7 @@ on. The model itself sees the result through ``blip.loading.preprocess`` like an
 
 from __future__ import annotations
 
+import io
 import os
 import re
 
@@ -66,8 +67,20 @@ def open_upload(path: str | os.PathLike) -> Image.Image:
         raise UploadError(f"the file could not be opened ({err.strerror or err})") from None
     if size == 0:
         raise UploadError("the file is empty (0 bytes)")
+    return _decode(path)
+
+
+def open_upload_bytes(data: bytes) -> Image.Image:
+    """:func:`open_upload` for a file's bytes (read from any filesystem, e.g. by Ray Data)."""
+    if not data:
+        raise UploadError("the file is empty (0 bytes)")
+    return _decode(io.BytesIO(data))
+
+
+def _decode(source: str | os.PathLike | io.BytesIO) -> Image.Image:
+    """Open, check and decode an image file that is not empty (see :func:`open_upload`)."""
     try:
-        image = Image.open(path)
+        image = Image.open(source)
     except Image.DecompressionBombError as err:  # PIL's own hard limit, far above ours
         found = re.search(r"\((\d+) pixels\)", str(err))
         raise _too_large(None, None, int(found.group(1)) if found else MAX_PIXELS + 1) from None
