@@ -199,14 +199,7 @@ def caption_dataset(args: argparse.Namespace, options: DecodingOptions) -> int:
         output.write(_error_rows(failed[reported:]))  # unreadable pictures after the last batch
         bar.update(len(failed) - reported)
     output.close()
-    seconds = time.perf_counter() - start
-    summary = {"done": done, "skipped": len(paths) - len(todo), "failed": len(failed),
-               "seconds": round(seconds, 3), "images_per_second": round(done / seconds, 3) if done else 0.0}  # fmt: skip
-    if args.json:
-        print(json.dumps(summary))
-    else:
-        print(f"captioned {done}, skipped {summary['skipped']} (already done), failed {len(failed)}, "
-              f"in {seconds:.1f} s ({summary['images_per_second']:.2f} images/s)")  # fmt: skip
+    print(summary_line(args, done, len(paths) - len(todo), len(failed), time.perf_counter() - start))
     return 1 if failed and not done else 0
 
 
@@ -233,6 +226,16 @@ def caption_rows(
             }
         rows.append(row)
     return rows
+
+
+def summary_line(args: argparse.Namespace, done: int, skipped: int, failed: int, seconds: float) -> str:
+    """The run's summary: a line for people, or one JSON object with --json."""
+    rate = round(done / seconds, 3) if done and seconds else 0.0
+    if args.json:
+        return json.dumps({"done": done, "skipped": skipped, "failed": failed, "seconds": round(seconds, 3),
+                           "images_per_second": rate})  # fmt: skip
+    return (f"captioned {done}, skipped {skipped} (already done), failed {failed}, in {seconds:.1f} s "
+            f"({rate:.2f} images/s)")  # fmt: skip
 
 
 def _batches(items: Iterator[T], size: int) -> Iterator[list[T]]:

@@ -77,6 +77,13 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--check-model", default="itm-base-coco", metavar="NAME_OR_DIR", help="the matcher for --check"
     )
+    g.add_argument(
+        "--ray", nargs="?", const="local", metavar="ADDRESS", help="run on Ray (a local one, or ADDRESS)"
+    )
+    g.add_argument("--actors", type=int, default=1, metavar="N", help="--ray: engines working side by side")
+    g.add_argument(
+        "--ray-cpus", type=int, metavar="N", help="--ray without ADDRESS: CPUs the local Ray may use"
+    )
     decoding(p, "captions")
     p = add("ask", cmd_ask, "vqa-base", "Answer a question about an image.")
     p.add_argument("question", metavar="QUESTION")

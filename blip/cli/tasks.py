@@ -10,6 +10,7 @@ from pathlib import Path
 from ..engine.results import GeneratedItem
 from ..generation.options import DecodingOptions
 from .dataset import caption_dataset, dataset_mode
+from .distributed import caption_on_ray
 from .options import UsageError, decoding_options, forced_ids, make_engine, open_image
 from .output import emit, item_dict, write_heatmaps, write_rollout, write_tree
 
@@ -35,6 +36,8 @@ def cmd_caption(args: argparse.Namespace) -> int:
     """Caption each image; several captions per image with --num-captions. Folders, globs, --out or
     --sidecar caption a dataset instead (:mod:`blip.cli.dataset`)."""
     options = tree_options(args, decoding_options(args))
+    if args.ray:
+        return caption_on_ray(args, options)
     if dataset_mode(args):
         return caption_dataset(args, options)
     images = [(path, open_image(path)) for path in args.images]
