@@ -70,7 +70,7 @@ def test_classify_endpoint(client):
 
 
 def test_batch_caption_endpoint(client):
-    table, csv_path = client.predict(
+    table, csv_path, _jsonl, _sidecars = client.predict(
         files=[handle_file(str(p)) for p in SHAPES[:2]], model="caption-base", decoding="Greedy",
         api_name="/batch_caption",
     )  # fmt: skip

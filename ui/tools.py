@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 import gradio as gr
 
-from . import ask_tab, batch_tab, controls, match_tab, tool_text, zeroshot_tab
+from . import ask_tab, controls, match_tab, tool_text, zeroshot_tab
 from .decoding import BEAM, GREEDY, DecodingControls
 from .errors import friendly
 from .services import Services
@@ -169,7 +169,7 @@ def _caption_tool(services: Services) -> None:
             "include_heatmaps": INCLUDE_HEATMAPS,
             "include_json": _include_json("every score, the tokens with their probabilities, timings"),
         },
-        "the caption on the first line (with count > 1, tool_text.numbered captions with their scores, best first); "
+        "the caption on the first line (with count > 1, numbered captions with their scores, best first); "
         "then notes (such as the offline demo model answering), the model, the decoding that ran and the "
         "time; then, if asked, where the model looked for each word and the raw JSON.",
     )
@@ -213,7 +213,7 @@ def _ask_tool(services: Services) -> None:
             "include_heatmaps": INCLUDE_HEATMAPS,
             "include_json": _include_json("every score, the tokens with their probabilities, timings"),
         },
-        "the answer on the first line (with count > 1, tool_text.numbered answers with their scores; with "
+        "the answer on the first line (with count > 1, numbered answers with their scores; with "
         "candidates, one 'answer: probability' line per candidate, best first); then notes, the model, "
         "what ran and the time; then, if asked, where the model looked for each word of the question and "
         "the answer, and the raw JSON.",
@@ -328,13 +328,13 @@ def _batch_caption_tool(services: Services) -> None:
         "reason and the rest go on.",
         {
             "images": f"the pictures' URLs, one per line (newline separated), each http(s) or "
-            f"data:image/...;base64, at most {batch_tab.MAX_IMAGES} (required).",
+            f"data:image/...;base64, at most {tool_text.MAX_URLS} (required).",
             "model": _models(services, "caption", "captioning"),
             "decoding": f"'{GREEDY}' (faster) or '{BEAM}' (3 beams, as the caption tool's default); "
             f"default '{BEAM}'.",
             "include_json": _include_json("each picture's caption, score, seconds and error"),
         },
-        "one tool_text.numbered line per picture in the order given, 'n. caption' or 'n. could not be read: reason'; "
+        "one numbered line per picture in the order given, 'n. caption' or 'n. could not be read: reason'; "
         "then the model and decoding; then, if asked, the rows as JSON.",
     )
     _register(services, batch_caption, doc, inputs, "caption")
