@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from . import (
     controls,
     formatting,
     match_tab,
+    search_tab,
     zeroshot_tab,
 )
 from .decoding import DEFAULTS
@@ -270,3 +272,51 @@ def batch_caption_text(
     )
     about = "\n".join([*notes, f"model {model} · {decoding}"])
     return assemble(answer, about, raw, None, False, include_json)
+
+
+def _url_name(url: str, n: int) -> str:
+    """How a picture given by URL is named in a ranking: its file name and its place in the list."""
+    segment = urllib.parse.urlparse(url).path.rsplit("/", 1)[-1] if url.startswith("http") else ""
+    segment = urllib.parse.unquote(segment)[:80]
+    return f"{segment} (picture {n + 1})" if segment else f"picture {n + 1}"
+
+
+def search_text(
+    services: Services,
+    query: str,
+    images: str,
+    model: str,
+    top: int,
+    rerank: int,
+    first_token: str,
+    include_json: bool = False,
+    progress: Callable[..., Any] | None = None,
+) -> str:
+    """Index the pictures at ``images`` (URLs, one per line; none: the bundled examples) and rank them for
+    ``query`` (:func:`ui.search_tab.find`): one 'rank. name: scores' line per hit, best first."""
+    with tempfile.TemporaryDirectory(prefix="blip-search-tool-") as folder:
+        if (images or "").strip():
+            urls = image_urls(images)
+            pictures = [
+                collection.Picture(_url_name(url, n), f) if isinstance(f, str)
+                else collection.Picture(_url_name(url, n), error=user_message(f))
+                for n, (url, f) in enumerate(zip(urls, fetch_images(urls, Path(folder)), strict=True))
+            ]  # fmt: skip
+            source = f"{len(urls)} pictures given"
+        else:
+            examples = [path for _, paths in services.examples.values() for path in paths]
+            pictures = collection.gather([], Path(folder), examples).pictures
+            source = "the bundled examples"
+        found = search_tab.index_collection(services, pictures, model, None, progress)
+        result = search_tab.find(services, found, query, top, rerank, first_token)
+    lines = []
+    for rank, hit in enumerate(result.hits, 1):
+        itm = "" if hit.itm_probability is None else f", ITM {hit.itm_probability:.4f}"
+        lines.append(f"{rank}. {hit.path}: ITC {hit.itc_cosine:.4f}{itm}")
+    unread = [f"Could not read {name}: {why}" for name, why in found.unreadable]
+    ran = f"ITC over {result.indexed} pictures ({source})"
+    if result.reranked:
+        ran += f", the best {result.reranked} re-ranked by ITM (query read from {first_token})"
+    raw = result.to_dict() | {"unreadable": [{"picture": n, "error": e} for n, e in found.unreadable]}
+    about = "\n".join([*unread, details(raw, ran)])
+    return assemble("\n".join(lines), about, raw, None, False, include_json)
