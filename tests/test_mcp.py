@@ -186,7 +186,7 @@ def test_search_through_mcp(app):
     assert [line.split(":")[0] for line in text.splitlines()[:2]] == ["1. picture 2", "2. picture 1"]
     assert "Could not read picture 3: This file is not an image that can be read" in text
     raw = json.loads(text.split("Raw result (JSON):\n", 1)[1])
-    assert raw["indexed"] == 2 and raw["hits"][0]["path"] == "picture 2"
+    assert raw["indexed"] == 2 and raw["hits"][0]["picture"] == "picture 2"
 
 
 @pytest.mark.parametrize(

@@ -204,7 +204,7 @@ def build(services: Services, after: Callable[[Any], Any]) -> None:
             1, MAX_BATCH, value=BATCH, step=1, label="Batch size (pictures per pass)"
         )
     prompt = gr.Textbox(
-        label="Prompt prefix (optional: every caption continues it)", placeholder="a picture of"
+        value="", label="Prompt prefix (optional: every caption continues it)", placeholder="a picture of"
     )
     decoding = DecodingControls("captions")
     with gr.Row():
@@ -213,8 +213,9 @@ def build(services: Services, after: Callable[[Any], Any]) -> None:
         check_model = controls.dropdown(retrieval, value=retrieval[0], label="Retrieval model (ITM check)")
     run = gr.Button("Caption all", variant="primary", elem_id="batch-run")
     table = gr.Dataframe(
-        headers=COLUMNS, interactive=False, wrap=True, label="Captions", elem_id="batch-table"
-    )
+        headers=COLUMNS, interactive=False, wrap=True, column_widths=["24%", "30%"], label="Captions",
+        elem_id="batch-table",
+    )  # fmt: skip
     with gr.Row():
         csv_file = gr.File(label="CSV", interactive=False, elem_id="batch-csv")
         jsonl_file = gr.File(label="JSONL", interactive=False, elem_id="batch-jsonl")
@@ -230,6 +231,12 @@ def build(services: Services, after: Callable[[Any], Any]) -> None:
                   repetition_penalty, length_penalty, no_repeat_ngram_size, count, seed]  # fmt: skip
         done = batch_caption(services, files, model, prompt, values, batch_size,
                              itm_model if itm_check else None, progress)  # fmt: skip
+        failed = [record["file"] for record in done.records if record["error"]]
+        if failed:  # their rows say why; the toast makes sure a long table's last column is not missed
+            shown = ", ".join(failed[:3]) + (", ..." if len(failed) > 3 else "")
+            gr.Warning(
+                f"{len(failed)} of {len(done.records)} pictures have no caption ({shown}): see the error column"
+            )
         return {"headers": done.columns, "data": done.rows}, *done.files
 
     event = run.click(

@@ -184,6 +184,14 @@ def find(
     )  # fmt: skip
 
 
+def raw_result(result: Any) -> dict[str, Any]:
+    """The search result as JSON, each hit's picture under "picture": gradio_client takes any dict with a
+    "path" key for a file to download, and a picture's name is not one."""
+    raw = result.to_dict()
+    raw["hits"] = [{"picture": hit.pop("path"), **hit} for hit in raw["hits"]]
+    return raw
+
+
 def _shown(found: Collection, result: Any, query: str | None, first_token: str) -> tuple:
     """(results gallery, table rows, summary, raw dict, the last search for choosing a result)."""
     hits = [hit for hit in result.hits if hit.path != query]  # "more like this" leaves out the picture
@@ -201,7 +209,7 @@ def _shown(found: Collection, result: Any, query: str | None, first_token: str) 
     summary = f"Results for {what}\n\n" + formatting.summary(result, ran, label="Ranking")
     last = {"query": None if result.query == "picture" else result.query, "first_token": first_token,
             "names": [hit.path for hit in hits]}  # fmt: skip
-    return results, rows, summary, result.to_dict(), last
+    return results, rows, summary, raw_result(result), last
 
 
 def search(
@@ -257,7 +265,7 @@ def build(services: Services, after: Callable[[Any], Any]) -> None:
             examples = controls.checkbox_group(choices, value=[], label="Examples", elem_id="search-examples")
             model = controls.dropdown(models, value=models[0], label="Model (indexes and searches)")
             index = gr.Button("Index the pictures", elem_id="search-index")
-    indexed = gr.Markdown(elem_id="search-indexed")
+    indexed = gr.Markdown(label="Indexed", elem_id="search-indexed")
     with gr.Accordion("The collection", open=False):
         shelf = gr.Gallery(label="Indexed pictures", columns=8, height=260, elem_id="search-collection")
     with gr.Row():
@@ -271,7 +279,7 @@ def build(services: Services, after: Callable[[Any], Any]) -> None:
         label="Results: choose one to see where the model looked", columns=6, height=330,
         allow_preview=False, elem_id="search-results",
     )  # fmt: skip
-    summary = gr.Markdown(elem_id="search-summary")
+    summary = gr.Markdown(label="Summary", elem_id="search-summary")
     with gr.Row():
         chosen = gr.Textbox(label="Chosen picture", interactive=False, scale=4, elem_id="search-chosen")
         similar = gr.Button("More like this one", elem_id="search-similar")
@@ -287,7 +295,8 @@ def build(services: Services, after: Callable[[Any], Any]) -> None:
     last = gr.State(time_to_live=STATE_SECONDS)
 
     @friendly
-    def index_handler(files, examples, model, progress=gr.Progress()):
+    def index_handler(files=None, examples=None, model="", progress=gr.Progress()):
+        # files=None makes the uploads optional for API clients (the examples alone are a collection)
         found = index_pictures(services, files, examples, model, progress)
         return found, gallery(found), collection_text(services, found)
 

@@ -317,6 +317,8 @@ def search_text(
     ran = f"ITC over {result.indexed} pictures ({source})"
     if result.reranked:
         ran += f", the best {result.reranked} re-ranked by ITM (query read from {first_token})"
-    raw = result.to_dict() | {"unreadable": [{"picture": n, "error": e} for n, e in found.unreadable]}
+    raw = search_tab.raw_result(result) | {
+        "unreadable": [{"picture": n, "error": e} for n, e in found.unreadable]
+    }
     about = "\n".join([*unread, details(raw, ran)])
     return assemble("\n".join(lines), about, raw, None, False, include_json)
