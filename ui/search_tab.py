@@ -175,7 +175,7 @@ def find(
     if found is None:
         raise ValueError(
             "index some pictures first (add files or the examples, then press 'Index the pictures'); "
-            f"a collection is kept for {STATE_SECONDS // 60} minutes"
+            f"a collection is kept for {STATE_SECONDS // 60} minutes after its last search"
         )
     collection.touch(found.folder)
     return services.engine.search(
@@ -290,23 +290,26 @@ def build(services: Services, after: Callable[[Any], Any]) -> None:
         )
     heat, raw = heatmaps_and_raw_result(services)
     # The index is small (1 KB a picture) but its folder of unpacked pictures and thumbnails is not:
-    # both go when Gradio drops the state (after the time to live, or when the page is closed).
+    # both go when Gradio drops the state (30 minutes after its last use, or after the page is closed).
     kept = gr.State(time_to_live=STATE_SECONDS, delete_callback=lambda c: c and collection.remove(c.folder))
     last = gr.State(time_to_live=STATE_SECONDS)
 
     @friendly
-    def index_handler(files=None, examples=None, model="", progress=gr.Progress()):
+    def index_handler(old, files=None, examples=None, model="", progress=gr.Progress()):
         # files=None makes the uploads optional for API clients (the examples alone are a collection)
         found = index_pictures(services, files, examples, model, progress)
+        if old is not None:  # replaced: Gradio calls delete_callback only when it drops a session's state
+            collection.remove(old.folder)
         return found, gallery(found), collection_text(services, found)
 
+    # Each search hands the collection back to its state: its time to live then counts from this use.
     @friendly
     def search_handler(found, query, top, rerank, first_token):
-        return search(services, found, query, top, rerank, first_token)
+        return *search(services, found, query, top, rerank, first_token), found
 
     @friendly
     def similar_handler(found, picture, top):
-        return more_like_this(services, found, picture, top)
+        return *more_like_this(services, found, picture, top), found
 
     @friendly
     def explain_handler(found, last, evt: gr.SelectData):
@@ -315,10 +318,10 @@ def build(services: Services, after: Callable[[Any], Any]) -> None:
     def cleared():
         return "", None, ""
 
-    outputs = [results, table, summary, raw, last]
+    outputs = [results, table, summary, raw, last, kept]
     clear = {"fn": cleared, "outputs": [chosen, heat, note], "api_visibility": "private", "queue": False}
     retrieval = {"concurrency_id": "retrieval", "concurrency_limit": 1}
-    event = index.click(services.gpu(index_handler), inputs=[files, examples, model],
+    event = index.click(services.gpu(index_handler), inputs=[kept, files, examples, model],
                         outputs=[kept, shelf, indexed], api_name="index", **retrieval)  # fmt: skip
     after(event.success(**clear))
     event = gr.on([run.click, query.submit], services.gpu(search_handler),
