@@ -148,7 +148,8 @@ def test_more_like_this_one_leaves_the_picture_out(services, shapes):
     _results, rows, _summary, raw, last = search_tab.more_like_this(services, shapes, SHAPES[0].name, 3)
     assert len(rows) == 3 and SHAPES[0].name not in last["names"]
     assert rows[0][1] == SHAPES[2].name  # the other small red circle
-    assert raw["query"] == "picture" and last["query"] is None
+    assert raw["query"] == "picture" and last["query"] is None and len(raw["hits"]) == 3
+    assert [hit["picture"] for hit in raw["hits"]] == [r[1] for r in rows]
     _name, state, note = search_tab.explain(services, shapes, last, 0)
     assert state is None and "search with words" in note
 
@@ -244,7 +245,7 @@ def test_bad_batch_parameters_refuse_the_whole_request(services, changes, batch_
 
 
 def test_sidecar_names_never_clash():
-    records = [{"file": name, "error": ""} for name in ("cat.jpg", "cat.png", "a/cat.jpg", "noext")]
-    assert batch_tab._sidecar_names([*records, {"file": "bad.jpg", "error": "unreadable"}]) == {
+    records = [{"file": name, "score": -0.1} for name in ("cat.jpg", "cat.png", "a/cat.jpg", "noext")]
+    assert batch_tab._sidecar_names([*records, {"file": "bad.jpg", "score": None}]) == {
         "cat.jpg": "cat.txt", "cat.png": "cat.png.txt", "a/cat.jpg": "a/cat.txt", "noext": "noext.txt",
     }  # fmt: skip

@@ -72,7 +72,7 @@ def _sidecar_names(records: list[dict[str, Any]]) -> dict[str, str]:
     names: dict[str, str] = {}
     taken: set[str] = set()
     for record in records:
-        if record["error"]:
+        if record["score"] is None:  # not captioned (a failed ITM check alone still gets its sidecar)
             continue
         path = PurePosixPath(record["file"])
         name = str(path.with_suffix(".txt")) if path.suffix else f"{path}.txt"
@@ -231,7 +231,7 @@ def build(services: Services, after: Callable[[Any], Any]) -> None:
                   repetition_penalty, length_penalty, no_repeat_ngram_size, count, seed]  # fmt: skip
         done = batch_caption(services, files, model, prompt, values, batch_size,
                              itm_model if itm_check else None, progress)  # fmt: skip
-        failed = [record["file"] for record in done.records if record["error"]]
+        failed = [record["file"] for record in done.records if record["score"] is None]
         if failed:  # their rows say why; the toast makes sure a long table's last column is not missed
             shown = ", ".join(failed[:3]) + (", ..." if len(failed) > 3 else "")
             gr.Warning(

@@ -192,9 +192,12 @@ def raw_result(result: Any) -> dict[str, Any]:
     return raw
 
 
-def _shown(found: Collection, result: Any, query: str | None, first_token: str) -> tuple:
-    """(results gallery, table rows, summary, raw dict, the last search for choosing a result)."""
-    hits = [hit for hit in result.hits if hit.path != query]  # "more like this" leaves out the picture
+def _shown(found: Collection, result: Any, first_token: str, like: str | None = None, top: int = 0) -> tuple:
+    """(results gallery, table rows, summary, raw dict, the last search for choosing a result); a search
+    for pictures ``like`` one leaves that picture out and keeps the best ``top`` of the others."""
+    if like is not None:
+        result.hits = [hit for hit in result.hits if hit.path != like][:top]
+    hits = result.hits
     results, rows = [], []
     for rank, hit in enumerate(hits, 1):
         itm = "" if hit.itm_probability is None else f" · ITM {hit.itm_probability:.3f}"
@@ -205,7 +208,7 @@ def _shown(found: Collection, result: Any, query: str | None, first_token: str) 
     ran = f"ITC over {result.indexed} pictures"
     if result.reranked:
         ran += f", the best {result.reranked} re-ranked by ITM (read from {first_token})"
-    what = f"pictures like **{query}**" if result.query == "picture" else f"**{result.query}**"
+    what = f"pictures like **{like}**" if like is not None else f"**{result.query}**"
     summary = f"Results for {what}\n\n" + formatting.summary(result, ran, label="Ranking")
     last = {"query": None if result.query == "picture" else result.query, "first_token": first_token,
             "names": [hit.path for hit in hits]}  # fmt: skip
@@ -219,7 +222,7 @@ def search(
     if first_token not in FIRST_TOKENS:
         raise ValueError(f"first token must be one of {', '.join(FIRST_TOKENS)}")
     result = find(services, found, query or "", top, rerank, first_token)
-    return _shown(found, result, None, first_token)
+    return _shown(found, result, first_token)
 
 
 def more_like_this(services: Services, found: Collection | None, name: str, top: int) -> tuple:
@@ -228,7 +231,7 @@ def more_like_this(services: Services, found: Collection | None, name: str, top:
         raise ValueError("choose a result first: the search ranks pictures like it")
     picture = found.open(services, name) if found else None
     result = find(services, found, picture, int(top) + 1)  # one more: the picture itself comes first
-    return _shown(found, result, name, "[ENC]")
+    return _shown(found, result, "[ENC]", like=name, top=int(top))
 
 
 def explain(
