@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import time
 import zipfile
 from pathlib import Path
 
 import pytest
 from conftest import decoding_values
+from PIL import Image
 
 from blip.engine import Engine
 from blip.explain import render
@@ -249,3 +252,48 @@ def test_sidecar_names_never_clash():
     assert batch_tab._sidecar_names([*records, {"file": "bad.jpg", "score": None}]) == {
         "cat.jpg": "cat.txt", "cat.png": "cat.png.txt", "a/cat.jpg": "a/cat.txt", "noext": "noext.txt",
     }  # fmt: skip
+
+
+class FlakyEngine:
+    """The demo engine, except that any batch holding a 13 x 13 picture fails, as does that picture."""
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+
+    def __getattr__(self, name: str):
+        return getattr(self.engine, name)
+
+    def caption_batch(self, images, **kwargs):
+        images = list(images)
+        if any(image.size == (13, 13) for image in images):
+            raise RuntimeError("the batch fell over")
+        return self.engine.caption_batch(images, **kwargs)
+
+    def caption(self, image, **kwargs):
+        if image.size == (13, 13):
+            raise ValueError("this picture breaks the model")
+        return self.engine.caption(image, **kwargs)
+
+
+def test_a_picture_that_fails_its_batch_fails_alone(services, tmp_path):
+    odd = tmp_path / "odd.png"
+    Image.new("RGB", (13, 13), "white").save(odd)
+    flaky = Services(engine=FlakyEngine(services.engine), open_image=open_upload, overlay=render.overlay,
+                     models=MODELS)  # fmt: skip
+    paths = [str(SHAPES[0]), str(odd), str(SHAPES[1])]
+    done = batch_tab.batch_caption(flaky, paths, "caption-base", "", decoding_values(GREEDY), 8)
+    assert [r[1] for r in done.rows] == [truth(SHAPES[0]), "", truth(SHAPES[1])]
+    assert done.rows[1][-1] == "This picture breaks the model"
+
+
+def test_work_folders_of_ended_sessions_are_swept(tmp_path, monkeypatch):
+    monkeypatch.setattr(collection, "WORK_ROOT", tmp_path)
+    old, recent = tmp_path / "search-old", tmp_path / "search-recent"
+    old.mkdir()
+    recent.mkdir()
+    stale = time.time() - collection.STALE_SECONDS - 60
+    os.utime(old, (stale, stale))
+    new = collection.work_folder("batch-")
+    assert new.parent == tmp_path and new.is_dir() and recent.is_dir() and not old.exists()
+    collection.remove(str(new))
+    assert not new.exists()
