@@ -47,8 +47,10 @@ def services() -> Services:
 
 
 @pytest.fixture(scope="module")
-def shapes(services) -> search_tab.Collection:
-    return search_tab.index_pictures(services, [], ["shapes"], "itm-base-coco")
+def shapes(services):
+    found = search_tab.index_pictures(services, [], ["shapes"], "itm-base-coco")
+    yield found
+    collection.remove(found.folder)
 
 
 def make_zip(path: Path, entries: dict[str, bytes]) -> str:
