@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -173,6 +174,39 @@ def top_label(page) -> str:
     return page.locator("#zeroshot-label h2, #zeroshot-label .output-class").first.inner_text().strip()
 
 
+def test_search_tab(page):
+    open_tab(page, "Search")
+    panel = page.locator("#search-panel")
+    panel.get_by_label("Shapes (what the offline demo model knows)").check()
+    page.locator("#search-index").click()
+    wait_for_text(page, "#search-indexed", "6 pictures indexed")
+    wait_done(page)
+    page.locator("#search-query textarea").fill("a red circle")
+    page.locator("#search-run").click()
+    wait_for_text(page, "#search-summary", "Results for")
+    wait_done(page)
+    first = page.locator("#search-results .thumbnail-item").first
+    assert re.search(r"^1\. ITC .*_a-small-red-circle-", first.inner_text()), first.inner_text()
+    # Choosing a result shows where the model looked for the query's words on it.
+    first.click()
+    page.wait_for_function(
+        "() => document.querySelector('#search-chosen textarea')?.value.includes('red-circle')",
+        timeout=RUN_TIMEOUT,
+    )
+    panel.locator(".heatmap-overlay img").first.wait_for(timeout=RUN_TIMEOUT)
+    wait_done(page)
+    assert "ITM probability" in page.locator("#search-note").inner_text()
+    no_error_toast(page)
+    page.screenshot(path=str(SHOTS / "search.png"), full_page=True)
+    # More like this one: the other red circle comes first.
+    chosen = page.locator("#search-chosen textarea").input_value()
+    page.locator("#search-similar").click()
+    wait_for_text(page, "#search-summary", f"pictures like {chosen}")
+    wait_done(page)
+    assert "_a-small-red-circle-" in page.locator("#search-results .thumbnail-item").first.inner_text()
+    no_error_toast(page)
+
+
 def test_batch_and_about_tabs(page):
     open_tab(page, "Batch")
     shapes = sorted((ROOT / "assets" / "examples" / "shapes").glob("*.png"))[:2]
@@ -188,3 +222,41 @@ def test_batch_and_about_tabs(page):
     open_tab(page, "About")
     assert "Reading the heatmaps" in page.locator("#about-panel").inner_text()
     page.screenshot(path=str(SHOTS / "about.png"), full_page=True)
+
+
+def test_batch_tab_with_a_zip_and_a_download(page, tmp_path):
+    shapes = sorted((ROOT / "assets" / "examples" / "shapes").glob("*.png"))[:2]
+    archive = tmp_path / "dataset.zip"
+    with zipfile.ZipFile(archive, "w") as zipped:
+        for path in shapes:
+            zipped.write(path, f"train/{path.name}")
+        zipped.writestr("train/broken.png", b"garbage")
+    open_tab(page, "Batch")
+    page.locator("#batch-files").get_by_label("Clear").click()  # the pictures of the test before
+    page.locator("#batch-files input[type=file]").set_input_files([str(archive)])
+    wait_for_text(page, "#batch-files", "dataset")
+    assert (
+        "dataset" in page.locator("#batch-files").inner_text()
+        and "1_a" not in page.locator("#batch-files").inner_text()
+    )
+    panel = page.locator("#batch-panel")
+    panel.get_by_label("Greedy").check()
+    panel.get_by_label("ITM check: score each caption against its picture").check()
+    page.locator("#batch-run").click()
+    wait_for_text(page, "#batch-table", "itm_probability")
+    wait_done(page)
+    table = page.locator("#batch-table").inner_text()
+    assert "a small red circle in the centre" in table and "not an image that can be read" in table
+    warning = page.locator(".toast-body.warning").first  # the bad picture is also said out loud
+    warning.wait_for(timeout=RUN_TIMEOUT)
+    assert "1 of 3 pictures have no caption (train/broken.png)" in warning.inner_text()
+    wait_for_text(page, "#batch-sidecars", "captions-txt")
+    with page.expect_download() as download:
+        page.locator("#batch-sidecars a").first.click()
+    saved = tmp_path / "sidecars.zip"
+    download.value.save_as(saved)
+    with zipfile.ZipFile(saved) as zipped:
+        assert sorted(zipped.namelist()) == [f"train/{p.stem}.txt" for p in shapes]
+        assert zipped.read(f"train/{shapes[0].stem}.txt").decode() == "a small red circle in the centre\n"
+    no_error_toast(page)
+    page.screenshot(path=str(SHOTS / "batch_zip.png"), full_page=True)

@@ -109,7 +109,7 @@ def test_a_full_queue_refuses_politely_and_recovers(tmp_path):
         def batch() -> str:
             client = Client(app.url, verbose=False)
             try:
-                table, _csv = client.predict(
+                table, *_downloads = client.predict(
                     files=images, model="caption-base", decoding="Beam search", api_name="/batch_caption"
                 )
             except Exception as err:  # the client raises a plain Exception for app errors

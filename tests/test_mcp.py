@@ -25,9 +25,9 @@ except ImportError:
 
 ROOT = Path(__file__).resolve().parents[1]
 SHAPES = sorted((ROOT / "assets" / "examples" / "shapes").glob("*.png"))
-TOOLS = {"caption", "ask", "match", "classify", "batch_caption"}
+TOOLS = {"caption", "ask", "match", "classify", "batch_caption", "search"}
 REQUIRED = {"caption": ["image"], "ask": ["image", "question"], "match": ["image", "texts"],
-            "classify": ["image", "labels"], "batch_caption": ["images"]}  # fmt: skip
+            "classify": ["image", "labels"], "batch_caption": ["images"], "search": ["query"]}  # fmt: skip
 GREEDY = {k: v for k, v in API_DECODING.items() if k in ("decoding", "min_new_tokens", "max_new_tokens")}
 
 pytestmark = pytest.mark.app
@@ -170,6 +170,25 @@ def test_match_classify_and_batch_through_mcp(app):
     ]
 
 
+def test_search_through_mcp(app):
+    # No pictures given: the bundled examples are searched; a red circle is a red-circle shape.
+    error, text = call(app.url, "search", {"query": "a red circle", "top": 3, "rerank": 3})
+    assert not error, text
+    lines = text.splitlines()
+    assert re.fullmatch(r"1\. \d_a-small-red-circle-[a-z-]+\.png: ITC -?0\.\d{4}, ITM 0\.\d{4}", lines[0]), (
+        text
+    )
+    assert lines[2].startswith("3. ") and "(the bundled examples)" in text
+    # Pictures given by URL are named by their place in the list; an unreadable one is listed.
+    images = "\n".join([data_url(SHAPES[5]), data_url(SHAPES[0]), "data:image/png;base64,aGVsbG8="])
+    error, text = call(app.url, "search", {"query": "a red circle", "images": images, "include_json": True})
+    assert not error, text
+    assert [line.split(":")[0] for line in text.splitlines()[:2]] == ["1. picture 2", "2. picture 1"]
+    assert "Could not read picture 3: This file is not an image that can be read" in text
+    raw = json.loads(text.split("Raw result (JSON):\n", 1)[1])
+    assert raw["indexed"] == 2 and raw["hits"][0]["picture"] == "picture 2"
+
+
 @pytest.mark.parametrize(
     ("tool", "arguments", "message"),
     [
@@ -183,10 +202,13 @@ def test_match_classify_and_batch_through_mcp(app):
         ("match", {"texts": ""}, r"Write at least one text to match"),
         ("classify", {"labels": "red", "template": "no slot"}, r"The template needs a \{\}"),
         ("batch_caption", {"images": ""}, r"Give the images' URLs, one per line"),
+        ("search", {"query": " "}, r"The query is empty"),
+        ("search", {"top": 0}, r"Results shown must be between 1 and 50 \(got 0\)"),
+        ("search", {"images": "file:///etc/passwd"}, r"None of the pictures could be read \(picture 1: Not an http"),
     ],
 )  # fmt: skip
 def test_bad_input_gets_a_clear_message(app, tool, arguments, message):
-    valid = {"image": data_url(SHAPES[0]), "question": "what?", "texts": "a", "labels": "a"}
+    valid = {"image": data_url(SHAPES[0]), "question": "what?", "texts": "a", "labels": "a", "query": "a"}
     arguments = {name: valid[name] for name in REQUIRED[tool] if name in valid} | arguments
     error, text = call(app.url, tool, arguments)
     assert error and "Traceback" not in text

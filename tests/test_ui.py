@@ -196,16 +196,17 @@ def test_heatmap_viewer_draws_the_chosen_map(services):
 def test_batch_captions_every_image_and_writes_csv(services, tmp_path):
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"not an image")
-    rows, path = batch_tab.batch_caption(
-        services, [*map(str, SHAPES[:3]), str(broken)], "caption-base", GREEDY
+    done = batch_tab.batch_caption(
+        services, [*map(str, SHAPES[:3]), str(broken)], "caption-base", "", controls(GREEDY)
     )
+    rows, path = done.rows, done.files[0]
     assert [r[1] for r in rows[:3]] == [truth(str(p)) for p in SHAPES[:3]]
     assert rows[3][0] == "broken.jpg" and "not an image that can be read" in rows[3][4]
     with open(path, newline="", encoding="utf-8") as file:
         table = list(csv.reader(file))
     assert table[0] == batch_tab.COLUMNS and [r[1] for r in table[1:]] == [r[1] for r in rows]
     with pytest.raises(ValueError, match="add some images"):
-        batch_tab.batch_caption(services, [], "caption-base", GREEDY)
+        batch_tab.batch_caption(services, [], "caption-base", "", controls(GREEDY))
 
 
 def test_status_line_names_the_demo_model(services):

@@ -139,3 +139,18 @@ def _explain_fetch_failures(component: C) -> C:
 
     component.async_move_resource_to_block_cache = fetch  # type: ignore[method-assign]
     return component
+
+
+def checkbox_group(*args: Any, **kwargs: Any) -> gr.CheckboxGroup:
+    """``gr.CheckboxGroup`` whose API values must all be among the choices, checked by name (a lone
+    value sent for the list is taken as a list of one)."""
+
+    def check(c: gr.CheckboxGroup, payload: Any) -> Any:
+        values = [payload] if isinstance(payload, str) else [] if payload is None else payload
+        if not isinstance(values, list | tuple):
+            raise gr.Error(f"{_label(c)} must be a list of choices (got {payload!r})", print_exception=False)
+        for value in values:
+            _one_of(c, value)
+        return list(values)
+
+    return _guard(gr.CheckboxGroup(*args, **kwargs), check)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 STRATEGY_NAMES = {"greedy": "greedy search", "beam": "beam search", "sample": "sampling"}
-STAGES = ("load", "vision", "decode", "text", "explain")
+STAGES = ("load", "vision", "decode", "text", "explain", "itc", "itm")  # itc, itm: a search's two steps
 
 
 def seconds(value: float) -> str:

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import gradio as gr
 
-from . import about_tab, ask_tab, batch_tab, caption_tab, controls, match_tab, tools, zeroshot_tab
+from . import about_tab, ask_tab, batch_tab, caption_tab, controls, match_tab, search_tab, tools, zeroshot_tab
 from .services import Services
 from .status import status_text
 
 INTRO = """\
 # BLIP Explorer
 Caption an image, ask about it, score texts against it and classify it zero-shot with Salesforce's BLIP,
-and see **where the model looked** for every word. Upload a picture once: every tab uses it.
+and see **where the model looked** for every word. Upload a picture once: those four tabs share it.
+Search and Batch take many pictures of your own.
 """
 
 # Text examples per tab, for the shapes world (the offline demo model) and for photographs.
@@ -62,6 +63,8 @@ def build_app(services: Services) -> gr.Blocks:
                 match_tab.build(services, image, after, MATCH_EXAMPLES)
             with gr.Tab("Zero-shot", id="zeroshot", elem_id="zeroshot-panel"):
                 zeroshot_tab.build(services, image, after, ZEROSHOT_EXAMPLES)
+            with gr.Tab("Search", id="search", elem_id="search-panel"):
+                search_tab.build(services, after)
             with gr.Tab("Batch", id="batch", elem_id="batch-panel"):
                 batch_tab.build(services, after)
             with gr.Tab("About", id="about", elem_id="about-panel"):

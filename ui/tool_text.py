@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -14,10 +15,22 @@ from typing import Any
 import numpy as np
 from gradio import processing_utils
 
-from . import ask_tab, batch_tab, caption_tab, controls, formatting, match_tab, zeroshot_tab
+from . import (
+    ask_tab,
+    batch_tab,
+    caption_tab,
+    collection,
+    controls,
+    formatting,
+    match_tab,
+    search_tab,
+    zeroshot_tab,
+)
+from .decoding import DEFAULTS
 from .errors import user_message
 from .services import Services
 
+MAX_URLS = 64  # pictures fetched for one tool call
 MAX_EXPLAINED_TEXTS = 8  # heatmaps of at most this many texts per answer (classify: the best labels)
 GRID_CELLS = 6  # the coarse grid a word's map is written on
 REGIONS = (("top-left", "top", "top-right"), ("left", "centre", "right"),
@@ -191,6 +204,16 @@ def classify_text(
     return assemble(answer, about, raw, state, include_heatmaps, include_json)
 
 
+def image_urls(text: str) -> list[str]:
+    """The image URLs in ``text``, one per line (at most ``MAX_URLS``)."""
+    urls = [line.strip() for line in (text or "").splitlines() if line.strip()]
+    if not urls:
+        raise ValueError("give the images' URLs, one per line")
+    if len(urls) > MAX_URLS:
+        raise ValueError(f"at most {MAX_URLS} images at once (got {len(urls)})")
+    return urls
+
+
 def fetch_images(urls: list[str], folder: Path) -> list[str | Exception]:
     """Each image URL saved under ``folder``: its path, or why it could not be fetched.
 
@@ -206,6 +229,8 @@ def fetch_images(urls: list[str], folder: Path) -> list[str | Exception]:
                 fetched.append(processing_utils.ssrf_protected_download(url, str(target)))
             else:
                 fetched.append(ValueError("not an http(s) or data: URL"))
+            if isinstance(fetched[-1], str) and collection.is_archive(fetched[-1]):
+                fetched[-1] = ValueError("a ZIP archive: give the URLs of the pictures in it")
         except Exception as err:  # refused, unreachable, not found, not base64: that image's row says so
             fetched.append(ValueError(controls.fetch_failure(url, err)))
     return fetched
@@ -220,31 +245,80 @@ def batch_caption_text(
     progress: Callable[..., Any] | None = None,
 ) -> str:
     """Caption each image URL (one per line) with :func:`ui.batch_tab.batch_caption`, one line each."""
-    urls = [line.strip() for line in (images or "").splitlines() if line.strip()]
-    if not urls:
-        raise ValueError("give the images' URLs, one per line")
-    if len(urls) > batch_tab.MAX_IMAGES:
-        raise ValueError(f"at most {batch_tab.MAX_IMAGES} images at once (got {len(urls)})")
+    urls = image_urls(images)
     with tempfile.TemporaryDirectory(prefix="blip-batch-tool-") as folder:
         fetched = fetch_images(urls, Path(folder))
         paths = [f for f in fetched if isinstance(f, str)]
-        captioned: list[list[Any]] = []
+        records: list[dict[str, Any]] = []
         if paths:
-            captioned, csv_path = batch_tab.batch_caption(services, paths, model, decoding, progress)
-            shutil.rmtree(Path(csv_path).parent)  # the tab's download; a tool answers in text
-    captions = iter(captioned)
+            values = list((DEFAULTS | {"decoding": decoding}).values())
+            done = batch_tab.batch_caption(services, paths, model, "", values, progress=progress)
+            records = done.records
+            shutil.rmtree(Path(done.files[0]).parent)  # the tab's downloads; a tool answers in text
+    captioned = iter(records)
     rows = [
-        next(captions) if isinstance(f, str) else [url, "", None, None, user_message(f)]
-        for url, f in zip(urls, fetched, strict=True)
-    ]
-    answer = "\n".join(f"{n + 1}. {f'could not be read: {error}' if error else text}"
-                        for n, (_, text, _, _, error) in enumerate(rows))  # fmt: skip
+        next(captioned) if isinstance(f, str) else {"caption": "", "score": None, "seconds": None,
+                                                    "error": user_message(f)}
+        for f in fetched
+    ]  # fmt: skip
+    lines = [f"could not be read: {r['error']}" if r["error"] else r["caption"] for r in rows]
+    answer = "\n".join(f"{n + 1}. {line}" for n, line in enumerate(lines))
     demo = any(m["name"] == model and m["offline_demo"] for m in services.engine.model_status())
-    table = [{"image": n + 1, "caption": text, "score": score, "seconds": seconds, "error": error}
-             for n, (_, text, score, seconds, error) in enumerate(rows)]  # fmt: skip
+    table = [{"image": n + 1, **{k: r[k] for k in ("caption", "score", "seconds", "error")}}
+             for n, r in enumerate(rows)]  # fmt: skip
     raw = {"model": model, "offline_demo": demo, "decoding": decoding, "rows": table}
     notes = (
         ["Note: the offline demo model (a tiny BLIP trained on coloured shapes) answered."] if demo else []
     )
     about = "\n".join([*notes, f"model {model} · {decoding}"])
     return assemble(answer, about, raw, None, False, include_json)
+
+
+def _url_name(url: str, n: int) -> str:
+    """How a picture given by URL is named in a ranking: its file name and its place in the list."""
+    segment = urllib.parse.urlparse(url).path.rsplit("/", 1)[-1] if url.startswith("http") else ""
+    segment = urllib.parse.unquote(segment)[:80]
+    return f"{segment} (picture {n + 1})" if segment else f"picture {n + 1}"
+
+
+def search_text(
+    services: Services,
+    query: str,
+    images: str,
+    model: str,
+    top: int,
+    rerank: int,
+    first_token: str,
+    include_json: bool = False,
+    progress: Callable[..., Any] | None = None,
+) -> str:
+    """Index the pictures at ``images`` (URLs, one per line; none: the bundled examples) and rank them for
+    ``query`` (:func:`ui.search_tab.find`): one 'rank. name: scores' line per hit, best first."""
+    with tempfile.TemporaryDirectory(prefix="blip-search-tool-") as folder:
+        if (images or "").strip():
+            urls = image_urls(images)
+            pictures = [
+                collection.Picture(_url_name(url, n), f) if isinstance(f, str)
+                else collection.Picture(_url_name(url, n), error=user_message(f))
+                for n, (url, f) in enumerate(zip(urls, fetch_images(urls, Path(folder)), strict=True))
+            ]  # fmt: skip
+            source = f"{len(urls)} pictures given"
+        else:
+            examples = [path for _, paths in services.examples.values() for path in paths]
+            pictures = collection.gather([], Path(folder), examples).pictures
+            source = "the bundled examples"
+        found = search_tab.index_collection(services, pictures, model, None, progress)
+        result = search_tab.find(services, found, query, top, rerank, first_token)
+    lines = []
+    for rank, hit in enumerate(result.hits, 1):
+        itm = "" if hit.itm_probability is None else f", ITM {hit.itm_probability:.4f}"
+        lines.append(f"{rank}. {hit.path}: ITC {hit.itc_cosine:.4f}{itm}")
+    unread = [f"Could not read {name}: {why}" for name, why in found.unreadable]
+    ran = f"ITC over {result.indexed} pictures ({source})"
+    if result.reranked:
+        ran += f", the best {result.reranked} re-ranked by ITM (query read from {first_token})"
+    raw = search_tab.raw_result(result) | {
+        "unreadable": [{"picture": n, "error": e} for n, e in found.unreadable]
+    }
+    about = "\n".join([*unread, details(raw, ran)])
+    return assemble("\n".join(lines), about, raw, None, False, include_json)

@@ -17,13 +17,15 @@ from collections.abc import Callable
 
 import gradio as gr
 
-from . import ask_tab, batch_tab, controls, match_tab, tool_text, zeroshot_tab
+from . import ask_tab, controls, match_tab, search_tab, tool_text, zeroshot_tab
 from .decoding import BEAM, GREEDY, DecodingControls
 from .errors import friendly
 from .services import Services
 
 # Tool name (what an MCP client sees) -> the API endpoint that serves it (the tabs own /caption etc.).
-ENDPOINTS = {name: f"{name}_text" for name in ("caption", "ask", "match", "classify", "batch_caption")}
+ENDPOINTS = {
+    name: f"{name}_text" for name in ("caption", "ask", "match", "classify", "batch_caption", "search")
+}
 IMAGE = (
     "the picture, as an http(s) URL or a data:image/...;base64 URL (JPEG, PNG, GIF, WebP, BMP or TIFF, "
     "up to 25 MB)."
@@ -134,6 +136,7 @@ def build(services: Services) -> None:
         _match_tool(services)
         _classify_tool(services)
         _batch_caption_tool(services)
+        _search_tool(services)
 
 
 def _caption_tool(services: Services) -> None:
@@ -169,7 +172,7 @@ def _caption_tool(services: Services) -> None:
             "include_heatmaps": INCLUDE_HEATMAPS,
             "include_json": _include_json("every score, the tokens with their probabilities, timings"),
         },
-        "the caption on the first line (with count > 1, tool_text.numbered captions with their scores, best first); "
+        "the caption on the first line (with count > 1, numbered captions with their scores, best first); "
         "then notes (such as the offline demo model answering), the model, the decoding that ran and the "
         "time; then, if asked, where the model looked for each word and the raw JSON.",
     )
@@ -213,7 +216,7 @@ def _ask_tool(services: Services) -> None:
             "include_heatmaps": INCLUDE_HEATMAPS,
             "include_json": _include_json("every score, the tokens with their probabilities, timings"),
         },
-        "the answer on the first line (with count > 1, tool_text.numbered answers with their scores; with "
+        "the answer on the first line (with count > 1, numbered answers with their scores; with "
         "candidates, one 'answer: probability' line per candidate, best first); then notes, the model, "
         "what ran and the time; then, if asked, where the model looked for each word of the question and "
         "the answer, and the raw JSON.",
@@ -328,16 +331,56 @@ def _batch_caption_tool(services: Services) -> None:
         "reason and the rest go on.",
         {
             "images": f"the pictures' URLs, one per line (newline separated), each http(s) or "
-            f"data:image/...;base64, at most {batch_tab.MAX_IMAGES} (required).",
+            f"data:image/...;base64, at most {tool_text.MAX_URLS} (required).",
             "model": _models(services, "caption", "captioning"),
             "decoding": f"'{GREEDY}' (faster) or '{BEAM}' (3 beams, as the caption tool's default); "
             f"default '{BEAM}'.",
             "include_json": _include_json("each picture's caption, score, seconds and error"),
         },
-        "one tool_text.numbered line per picture in the order given, 'n. caption' or 'n. could not be read: reason'; "
+        "one numbered line per picture in the order given, 'n. caption' or 'n. could not be read: reason'; "
         "then the model and decoding; then, if asked, the rows as JSON.",
     )
     _register(services, batch_caption, doc, inputs, "caption")
+
+
+def _search_tool(services: Services) -> None:
+    """Stateless, unlike the tab: the pictures come with the query and are indexed for this call alone."""
+    models = services.models["retrieval"]
+    top = controls.slider(1, search_tab.MAX_TOP, value=10, step=1, label="Results shown")
+    rerank = controls.slider(0, search_tab.MAX_RERANK, value=0, step=1, label="Re-rank the best k by ITM")
+    first_token = controls.radio(list(match_tab.FIRST_TOKENS), value="[ENC]", label="First token")
+    inputs = [gr.Textbox(label="Query"), gr.Textbox(value="", label="Images"),
+              controls.dropdown(models, value=models[0], label="Model"), top, rerank, first_token,
+              *_switches("include_json")]  # fmt: skip
+
+    def search(
+        query: str, images: str, model: str, top: int, rerank: int, first_token: str, include_json: bool,
+        progress: gr.Progress = gr.Progress(),
+    ) -> str:  # fmt: skip
+        return tool_text.search_text(services, query, images, model, top, rerank, first_token, include_json,
+                                     progress)  # fmt: skip
+
+    examples = ", ".join(f"{len(paths)} {key}" for key, (_, paths) in services.examples.items())
+    doc = docstring(
+        "Search pictures with words using BLIP: rank them by how well each matches the query, best first "
+        "(ITC: cosine of picture and text embeddings; optionally re-ranked by ITM, the match probability).",
+        {
+            "query": "what to look for, in English, e.g. 'a red circle' or 'a cat on a sofa' (required).",
+            "images": f"the pictures to search: their URLs, one per line (newline separated), each http(s) "
+            f"or data:image/...;base64, at most {tool_text.MAX_URLS}; default '' (the bundled examples: "
+            f"{examples}).",
+            "model": _models(services, "retrieval", "matching"),
+            "top": f"how many of the best pictures to list, integer {_span(top)}; default {_number(top.value)}.",
+            "rerank": f"re-rank this many of the best by ITM (sharper, slower: each is read again with the "
+            f"query), integer {_span(rerank)}; default {_number(rerank.value)} (off).",
+            "first_token": FIRST_TOKEN + " Used by the ITM re-ranking.",
+            "include_json": _include_json("every hit's scores and the timings"),
+        },
+        "one 'rank. picture: ITC cosine[, ITM probability]' line per picture, best first (a picture given "
+        "by URL is named by its file name and its place in the list, 'cat.jpg (picture 2)'); then the "
+        "pictures that could not be read, notes, the model, what ran and the time; then, if asked, the JSON.",
+    )
+    _register(services, search, doc, inputs, "retrieval")
 
 
 def keep_tabs_out_of_mcp(app: gr.Blocks) -> None:
