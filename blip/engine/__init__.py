@@ -5,7 +5,9 @@ recent.py      a small thread-safe LRU and the key a picture is known by
 inputs.py      cleaning and checking what a request brings (texts, options, first token)
 results.py     plain dataclasses handed back, with timings
 core.py        what every task stands on: the store, image encodings, a model of the right kind
-captioning.py  answering.py  matching.py  searching.py: the tasks, one module each
+captioning.py  answering.py  matching.py: the tasks, one module each (captioning also in batches)
+embedding.py   unit-length image and text vectors (retrieval or BlipModel checkpoints), batched
+searching.py   a collection indexed by its vectors, ranked for a text or a picture, ITM re-rank
 classroom.py   a caption's check and likelihood, vision rollout, the tokenizer's view of a text
 engine.py      ``Engine``: every task in one object
 """
