@@ -176,7 +176,7 @@ def test_unreadable_pictures_are_listed_and_bad_searches_explained(services, sha
         search_tab.index_pictures(services, [], [], "itm-base-coco")
     with pytest.raises(ValueError, match="examples must be among shapes, photos"):
         search_tab.index_pictures(services, [], ["secrets"], "itm-base-coco")
-    with pytest.raises(ValueError, match="search needs a RetrievalModel"):
+    with pytest.raises(ValueError, match="embedding needs a RetrievalModel or FeatureModel"):
         search_tab.index_pictures(services, [], ["shapes"], "caption-base")
     with pytest.raises(ValueError, match="index some pictures first"):
         search_tab.search(services, None, "a red circle", 3, 0, "[ENC]")
