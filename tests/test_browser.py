@@ -106,6 +106,30 @@ def test_caption_tab(page):
     page.screenshot(path=str(SHOTS / "caption.png"), full_page=True)
 
 
+def test_caption_what_if(page):
+    """Caption, click the token "red" in the table, pick the alternative "blue", see the new caption."""
+    load_example(page, 0)  # a small red circle in the centre
+    open_tab(page, "Caption")
+    page.locator("#caption-run").click()
+    wait_for_text(page, "#caption-table", "a small red circle in the centre")
+    wait_done(page)
+    page.locator("#caption-token-table").get_by_text("red", exact=True).first.click()
+    alternatives = page.locator("#whatif-alternatives")
+    alternatives.get_by_label("blue", exact=True).check(timeout=RUN_TIMEOUT)
+    page.wait_for_function(  # the picked alternative fills the word box
+        "() => document.querySelector('#whatif-word textarea, #whatif-word input')?.value === 'blue'",
+        timeout=RUN_TIMEOUT,
+    )
+    page.locator("#whatif-run").click()
+    wait_for_text(page, "#whatif-table", "a small blue")
+    wait_done(page)
+    assert "a small red circle in the centre" in page.locator("#whatif-table").inner_text()
+    assert "first 3 token(s)" in page.locator("#whatif-summary").inner_text()
+    no_error_toast(page)
+    page.locator("#whatif-table").scroll_into_view_if_needed()
+    page.screenshot(path=str(SHOTS / "caption-what-if.png"), full_page=True)
+
+
 def test_ask_tab_reuses_the_image(page):
     open_tab(page, "Ask")
     page.locator("#ask-question textarea").fill("what colour is the circle?")

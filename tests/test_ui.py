@@ -73,6 +73,38 @@ def test_caption_is_right_and_reports_what_ran(services):
     assert [label for label, _ in state["texts"]] == [f"caption 1: {rows[0][1]}"]
 
 
+def test_what_if_continues_after_another_word_with_the_same_decoding(services):
+    for choice in (GREEDY, BEAM):
+        compared, tokens, token_rows, summary = caption_tab.what_if(
+            services, RED_CIRCLE, "caption-base", "", controls(choice), 3, "blue"
+        )
+        (_, original, original_score), (label, changed, changed_score) = compared
+        assert original == truth(RED_CIRCLE) and label == "what if token 3 were 'blue'"
+        assert changed.startswith("a small blue ") and changed != original
+        assert changed_score < original_score  # the model preferred its own word
+        assert "".join(text for text, _ in tokens) == changed and token_rows[2][1] == "blue"
+        assert (
+            "first 3 token(s)" in summary
+            and ("beam search" if choice == BEAM else "greedy search") in summary
+        )
+    # a wordpiece from the alternatives list, and a typed word the tokenizer splits, both work
+    (_, _, _), (_, larger, _) = caption_tab.what_if(
+        services, RED_CIRCLE, "caption-base", "", controls(GREEDY), 2, "large"
+    )[0]
+    assert larger.startswith("a large ")
+
+
+@pytest.mark.parametrize(
+    ("position", "word", "message"),
+    [(0, "blue", "Position must be between 1 and 8"), (9, "blue", "Position must be between 1 and 8"),
+     (None, "blue", "Position must be"), (3, "  ", "Type a word")],
+)  # fmt: skip
+def test_what_if_says_what_is_wrong(services, position, word, message):
+    handler = friendly(caption_tab.what_if)
+    with pytest.raises(gr.Error, match=message):
+        handler(services, RED_CIRCLE, "caption-base", "", controls(GREEDY), position, word)
+
+
 def test_each_decoding_choice_changes_what_runs(services):
     def run(choice, **changes):
         out = caption_tab.caption(
