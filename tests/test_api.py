@@ -30,7 +30,7 @@ def rows(table) -> list[list]:
 
 def test_every_task_has_a_named_endpoint(client):
     names = set(client.view_api(print_info=False, return_format="dict")["named_endpoints"])
-    assert {"/caption", "/what_if", "/ask", "/match", "/classify", "/batch_caption", "/index", "/search", "/more_like_this",
+    assert {"/caption", "/what_if", "/check_caption", "/ask", "/match", "/classify", "/batch_caption", "/index", "/search", "/more_like_this",
             "/search_text"} <= names  # fmt: skip
 
 
@@ -57,6 +57,20 @@ def test_what_if_endpoint(client):
         client.predict(
             image=handle_file(str(SHAPES[0])), model="caption-base", prompt="", position=0, word="blue",
             **API_DECODING, api_name="/what_if",
+        )  # fmt: skip
+
+
+def test_check_caption_endpoint(client):
+    verdict, _tokens, token_table, _summary, raw = client.predict(
+        image=handle_file(str(SHAPES[0])), model="caption-base", matcher="itm-base-coco", prompt="",
+        text="a small red circle in the centre", heatmaps=False, api_name="/check_caption",
+    )  # fmt: skip
+    assert "yes, it matches" in verdict and raw["check"]["itm_probability"] > 0.5
+    assert rows(token_table)[-1][1] == "[SEP]" and raw["likelihood"]["perplexity"] >= 1
+    with pytest.raises(Exception, match="Type a caption to check"):
+        client.predict(
+            image=handle_file(str(SHAPES[0])), model="caption-base", matcher="itm-base-coco", prompt="",
+            text=" ", heatmaps=False, api_name="/check_caption",
         )  # fmt: skip
 
 

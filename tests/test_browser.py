@@ -84,6 +84,13 @@ def wait_for_text(page, selector: str, text: str) -> None:
     )
 
 
+def heatmap_shown(page, panel: str) -> None:
+    """Wait until the panel's heatmap viewer shows a map (scrolled to: its image loads lazily, and the
+    Caption tab's viewer sits below the fold)."""
+    page.locator(f"{panel} .heatmap-overlay").first.scroll_into_view_if_needed()
+    page.locator(f"{panel} .heatmap-overlay img").first.wait_for(timeout=RUN_TIMEOUT)
+
+
 def test_caption_tab(page):
     load_example(page, 0)  # a small red circle in the centre
     open_tab(page, "Caption")
@@ -95,13 +102,13 @@ def test_caption_tab(page):
     assert "Offline demo model" in page.locator("#status").inner_text()
     assert page.locator("#caption-tokens").get_by_text("circle").count() >= 1
     caption_panel = page.locator("#caption-panel")
-    caption_panel.locator(".heatmap-overlay img").first.wait_for(timeout=RUN_TIMEOUT)  # a heatmap is shown
+    heatmap_shown(page, "#caption-panel")
     # Change a control: greedy decoding, then the summary says so.
     caption_panel.get_by_label("Greedy").check()
     page.locator("#caption-run").click()
     wait_for_text(page, "#caption-summary", "greedy search")
     wait_done(page)
-    page.locator("#caption-panel .heatmap-overlay img").first.wait_for(timeout=RUN_TIMEOUT)
+    heatmap_shown(page, "#caption-panel")
     no_error_toast(page)
     page.screenshot(path=str(SHOTS / "caption.png"), full_page=True)
 
@@ -128,6 +135,35 @@ def test_caption_what_if(page):
     no_error_toast(page)
     page.locator("#whatif-table").scroll_into_view_if_needed()
     page.screenshot(path=str(SHOTS / "caption-what-if.png"), full_page=True)
+
+
+def test_caption_check(page):
+    """After a caption, the check box holds caption 1; a student's own caption gets the matcher's verdict,
+    its likelihood per token, and its heatmaps in the viewer."""
+    load_example(page, 0)  # a small red circle in the centre
+    open_tab(page, "Caption")
+    page.locator("#caption-run").click()
+    wait_for_text(page, "#caption-table", "a small red circle in the centre")
+    wait_done(page)
+    page.get_by_text("Check a caption: does the matcher agree?").click()
+    box = page.locator("#check-text textarea, #check-text input").first
+    page.wait_for_function(
+        "() => document.querySelector('#check-text textarea, #check-text input')?.value"
+        " === 'a small red circle in the centre'",
+        timeout=RUN_TIMEOUT,
+    )
+    page.locator("#check-run").click()
+    wait_for_text(page, "#check-verdict", "yes, it matches")
+    wait_done(page)
+    box.fill("a large blue star at the top")
+    page.locator("#check-run").click()
+    wait_for_text(page, "#check-verdict", "no, it does not match")
+    wait_done(page)
+    assert "perplexity" in page.locator("#check-verdict").inner_text()
+    heatmap_shown(page, "#caption-panel")
+    no_error_toast(page)
+    page.locator("#check-verdict").scroll_into_view_if_needed()
+    page.screenshot(path=str(SHOTS / "caption-check.png"), full_page=True)
 
 
 def test_ask_tab_reuses_the_image(page):

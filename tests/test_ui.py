@@ -17,7 +17,7 @@ from conftest import decoding_values
 from blip.engine import Engine
 from blip.explain import render
 from blip.loading.uploads import open_upload
-from ui import ask_tab, batch_tab, caption_tab, match_tab, tool_text, zeroshot_tab
+from ui import ask_tab, batch_tab, caption_tab, check_caption, match_tab, tool_text, zeroshot_tab
 from ui.decoding import BEAM, DECODINGS, GREEDY, NUCLEUS, TOP_K, decoding_options
 from ui.errors import friendly
 from ui.heatmaps import ALL, HeatmapViewer
@@ -103,6 +103,24 @@ def test_what_if_says_what_is_wrong(services, position, word, message):
     handler = friendly(caption_tab.what_if)
     with pytest.raises(gr.Error, match=message):
         handler(services, RED_CIRCLE, "caption-base", "", controls(GREEDY), position, word)
+
+
+def test_check_caption_gives_the_matchers_verdict_and_the_captioners_likelihood(services):
+    def run(text, heatmaps=False):
+        return check_caption.check(services, RED_CIRCLE, "caption-base", "itm-base-coco", "", text, heatmaps)
+
+    right, tokens, token_rows, summary, state, raw = run(truth(RED_CIRCLE), heatmaps=True)
+    wrong = run("a large blue star at the top")
+    assert "yes, it matches" in right and "no, it does not match" in wrong[0]
+    assert raw["check"]["itm_probability"] > 0.5 > wrong[5]["check"]["itm_probability"]
+    assert raw["check"]["itc_cosine"] > wrong[5]["check"]["itc_cosine"]
+    assert raw["likelihood"]["log_likelihood"] > wrong[5]["likelihood"]["log_likelihood"]
+    assert [r[1] for r in token_rows] == ["a", "small", "red", "circle", "in", "the", "centre", "[SEP]"]
+    assert "".join(text for text, _ in tokens) == truth(RED_CIRCLE) and "perplexity" in right
+    assert [label.split(":")[0] for label, _ in state["texts"]] == ["captioner reading", "matcher reading"]
+    assert wrong[4] is None and "Offline demo model" in summary
+    with pytest.raises(gr.Error, match="Type a caption to check"):
+        friendly(check_caption.check)(services, RED_CIRCLE, "caption-base", "itm-base-coco", "", "  ")
 
 
 def test_each_decoding_choice_changes_what_runs(services):

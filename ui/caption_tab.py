@@ -1,5 +1,6 @@
 """Caption tab: every decoding control, captions with scores, each token's probability and alternatives,
-a heatmap per generated word, and "what if": the caption continued after another word at one position."""
+a heatmap per generated word, "what if": the caption continued after another word at one position, and
+a caption checked (see ``check_caption``)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 import gradio as gr
 
 from . import controls, formatting
+from .check_caption import CheckSection
 from .decoding import DecodingControls, decoding_options
 from .errors import friendly
 from .heatmaps import explained, heatmaps_and_raw_result
@@ -165,6 +167,7 @@ def build(services: Services, image: gr.Image, after: Callable[[Any], Any]) -> N
         what_if_table = gr.Dataframe(
             headers=["#", "token", "probability", "top alternatives"], interactive=False, label="Alternatives"
         )
+    checker = CheckSection(services)
     state, raw = heatmaps_and_raw_result(services)
 
     @friendly
@@ -186,6 +189,7 @@ def build(services: Services, image: gr.Image, after: Callable[[Any], Any]) -> N
         concurrency_limit=1,
     )
     after(event)
+    checker.connect(services, image, model, prompt, heatmaps, captions, event, state, raw, after)
 
     def pick_row(table, evt: gr.SelectData):
         """A click on the token table: that row's position, and its alternatives to choose from."""
