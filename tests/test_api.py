@@ -30,7 +30,7 @@ def rows(table) -> list[list]:
 
 def test_every_task_has_a_named_endpoint(client):
     names = set(client.view_api(print_info=False, return_format="dict")["named_endpoints"])
-    assert {"/caption", "/what_if", "/check_caption", "/ask", "/match", "/classify", "/batch_caption", "/index", "/search", "/more_like_this",
+    assert {"/caption", "/what_if", "/check_caption", "/beam_tree", "/ask", "/match", "/classify", "/batch_caption", "/index", "/search", "/more_like_this",
             "/search_text"} <= names  # fmt: skip
 
 
@@ -71,6 +71,20 @@ def test_check_caption_endpoint(client):
         client.predict(
             image=handle_file(str(SHAPES[0])), model="caption-base", matcher="itm-base-coco", prompt="",
             text=" ", heatmaps=False, api_name="/check_caption",
+        )  # fmt: skip
+
+
+def test_beam_tree_endpoint(client):
+    decoding = API_DECODING | {"decoding": "Beam search"}
+    picture, note = client.predict(
+        image=handle_file(str(SHAPES[0])), model="caption-base", prompt="", show_pruned=True, **decoding,
+        api_name="/beam_tree",
+    )  # fmt: skip
+    assert Path(picture).stat().st_size > 1000 and "3 beams" in note
+    with pytest.raises(Exception, match="choose Beam search"):
+        client.predict(
+            image=handle_file(str(SHAPES[0])), model="caption-base", prompt="", show_pruned=True,
+            **API_DECODING, api_name="/beam_tree",
         )  # fmt: skip
 
 

@@ -166,6 +166,20 @@ def test_caption_check(page):
     page.screenshot(path=str(SHOTS / "caption-check.png"), full_page=True)
 
 
+def test_caption_beam_tree(page):
+    load_example(page, 0)
+    open_tab(page, "Caption")
+    page.locator("#caption-panel").get_by_label("Beam search").check()
+    page.get_by_text("Beam search tree: which paths did the search keep?").click()
+    page.locator("#tree-run").click()
+    wait_for_text(page, "#tree-note", "a small red circle in the centre")
+    wait_done(page)
+    page.locator("#tree-image").scroll_into_view_if_needed()
+    page.locator("#tree-image img").first.wait_for(timeout=RUN_TIMEOUT)
+    no_error_toast(page)
+    page.screenshot(path=str(SHOTS / "caption-beam-tree.png"), full_page=True)
+
+
 def test_ask_tab_reuses_the_image(page):
     open_tab(page, "Ask")
     page.locator("#ask-question textarea").fill("what colour is the circle?")

@@ -16,6 +16,7 @@ from conftest import decoding_values
 
 from blip.engine import Engine
 from blip.explain import render
+from blip.explain.beam_tree import draw_beam_tree
 from blip.loading.uploads import open_upload
 from ui import ask_tab, batch_tab, caption_tab, check_caption, match_tab, tool_text, zeroshot_tab
 from ui.decoding import BEAM, DECODINGS, GREEDY, NUCLEUS, TOP_K, decoding_options
@@ -39,7 +40,10 @@ def truth(path: str) -> str:
 @pytest.fixture(scope="module")
 def services() -> Services:
     engine = Engine(device="cpu", demo="always")
-    return Services(engine=engine, open_image=open_upload, overlay=render.overlay, models=MODELS)
+    return Services(
+        engine=engine, open_image=open_upload, overlay=render.overlay, models=MODELS,
+        draw_beam_tree=draw_beam_tree,
+    )  # fmt: skip
 
 
 def controls(decoding: str = BEAM, **changes) -> list:
@@ -121,6 +125,20 @@ def test_check_caption_gives_the_matchers_verdict_and_the_captioners_likelihood(
     assert wrong[4] is None and "Offline demo model" in summary
     with pytest.raises(gr.Error, match="Type a caption to check"):
         friendly(check_caption.check)(services, RED_CIRCLE, "caption-base", "itm-base-coco", "", "  ")
+
+
+def test_beam_tree_is_drawn_for_beam_search_only(services):
+    picture, note = caption_tab.beam_tree(
+        services, RED_CIRCLE, "caption-base", "", controls(BEAM, beams=4), True
+    )
+    assert picture.width > 200 and picture.height > 100 and len(picture.getcolors(1 << 16) or range(3)) > 2
+    assert note.startswith("4 beams") and truth(RED_CIRCLE) in note
+    smaller, _ = caption_tab.beam_tree(
+        services, RED_CIRCLE, "caption-base", "", controls(BEAM, beams=4), False
+    )
+    assert smaller.size != picture.size  # without the pruned candidates
+    with pytest.raises(gr.Error, match="choose Beam search"):
+        friendly(caption_tab.beam_tree)(services, RED_CIRCLE, "caption-base", "", controls(GREEDY))
 
 
 def test_each_decoding_choice_changes_what_runs(services):

@@ -118,6 +118,38 @@ def what_if(
     return rows, formatting.token_highlights(new), formatting.token_rows(new), summary
 
 
+def beam_tree(
+    services: Services,
+    image_path: str | None,
+    model: str,
+    prompt: str,
+    decoding: list[Any],
+    show_pruned: bool = True,
+    progress: Callable[..., Any] | None = None,
+) -> tuple:
+    """Beam search again with its tree recorded (the image encoding is cached), drawn as a picture.
+
+    Returns:
+        (the tree's picture, a markdown note)
+    """
+    options = decoding_options(*decoding)
+    if options["strategy"] != "beam":
+        raise ValueError("the search tree is drawn for beam search: choose Beam search under Decoding")
+    if services.draw_beam_tree is None:
+        raise ValueError("drawing the search tree is not available in this app")
+    image = services.prepare(image_path, model, "Beam search", progress)
+    result = services.engine.caption(
+        image, model=model, prompt=prompt or "", options=options | {"record_tree": True}
+    )
+    picture = services.draw_beam_tree(result.search_tree, show_pruned=bool(show_pruned))
+    note = (
+        f"{options['num_beams']} beams, length penalty {options['length_penalty']:g}: every step keeps "
+        "the best beams among their candidates (2 per beam); the returned captions' paths are highlighted. "
+        f"Caption 1: **{result.captions[0].text}**"
+    )
+    return picture, note
+
+
 def build(services: Services, image: gr.Image, after: Callable[[Any], Any]) -> None:
     """The tab's layout and events; ``image`` is the shared picture, ``after`` chains the status update."""
     models = services.models["caption"]
@@ -167,6 +199,12 @@ def build(services: Services, image: gr.Image, after: Callable[[Any], Any]) -> N
         what_if_table = gr.Dataframe(
             headers=["#", "token", "probability", "top alternatives"], interactive=False, label="Alternatives"
         )
+    with gr.Accordion("Beam search tree: which paths did the search keep?", open=False):
+        with gr.Row():
+            show_pruned = gr.Checkbox(value=True, label="Also draw the pruned candidates")
+            tree_run = gr.Button("Draw the search tree (beam search)", elem_id="tree-run")
+        tree_note = gr.Markdown(elem_id="tree-note")
+        tree_image = gr.Image(label="Search tree", type="pil", interactive=False, elem_id="tree-image")
     checker = CheckSection(services)
     state, raw = heatmaps_and_raw_result(services)
 
@@ -189,6 +227,27 @@ def build(services: Services, image: gr.Image, after: Callable[[Any], Any]) -> N
         concurrency_limit=1,
     )
     after(event)
+
+    @friendly
+    def tree_handler(
+        image, model, prompt, show_pruned, decoding, beams, top_p, top_k, temperature, min_new_tokens,
+        max_new_tokens, repetition_penalty, length_penalty, no_repeat_ngram_size, count, seed,
+        progress=gr.Progress(),
+    ):  # fmt: skip
+        values = [decoding, beams, top_p, top_k, temperature, min_new_tokens, max_new_tokens,
+                  repetition_penalty, length_penalty, no_repeat_ngram_size, count, seed]  # fmt: skip
+        return beam_tree(services, image, model, prompt, values, show_pruned, progress)
+
+    after(
+        tree_run.click(
+            services.gpu(tree_handler),
+            inputs=[image, model, prompt, show_pruned, *decoding_controls.inputs],
+            outputs=[tree_image, tree_note],
+            api_name="beam_tree",
+            concurrency_id="caption",
+            concurrency_limit=1,
+        )
+    )
     checker.connect(services, image, model, prompt, heatmaps, captions, event, state, raw, after)
 
     def pick_row(table, evt: gr.SelectData):
