@@ -113,6 +113,8 @@ def build(args: argparse.Namespace):
         examples=examples,
         gpu=gpu_decorator(),
         draw_beam_tree=draw_beam_tree,
+        colormaps=render.COLORMAPS,
+        lavis_blur=render.LAVIS_BLUR,
     )
     if args.preload:
         for name in DEFAULT_MODELS.values():

@@ -180,6 +180,30 @@ def test_caption_beam_tree(page):
     page.screenshot(path=str(SHOTS / "caption-beam-tree.png"), full_page=True)
 
 
+def test_caption_heatmap_blur(page):
+    """The viewer's blur slider redraws the map (LAVIS's sigma, 0.48 patches)."""
+    load_example(page, 0)
+    open_tab(page, "Caption")
+    page.locator("#caption-run").click()
+    wait_for_text(page, "#caption-table", "a small red circle in the centre")
+    wait_done(page)
+    heatmap_shown(page, "#caption-panel")
+    shown = page.locator("#caption-panel .heatmap-overlay img").first
+    before = shown.get_attribute("src")
+    blur = page.locator("#caption-panel .heatmap-blur input[type=number]").first
+    blur.fill("0.48")
+    blur.press("Enter")
+    page.wait_for_function(
+        "([s]) => { const e = document.querySelector('#caption-panel .heatmap-overlay img');"
+        " return !!e && e.getAttribute('src') !== s; }",
+        arg=[before],
+        timeout=RUN_TIMEOUT,
+    )
+    no_error_toast(page)
+    page.locator("#caption-panel .heatmap-overlay").first.scroll_into_view_if_needed()
+    page.screenshot(path=str(SHOTS / "caption-heatmap-blur.png"), full_page=True)
+
+
 def test_ask_tab_reuses_the_image(page):
     open_tab(page, "Ask")
     page.locator("#ask-question textarea").fill("what colour is the circle?")

@@ -256,6 +256,10 @@ def test_heatmap_viewer_draws_the_chosen_map(services):
     gradcam = viewer.render(state, 0, circle, ALL, ALL, "Grad-CAM", 0.5)[0]
     plain = viewer.render(state, 0, circle, ALL, ALL, "Attention", 0.0)[0]
     assert len({image.tobytes(), other_layer.tobytes(), gradcam.tobytes(), plain.tobytes()}) == 4
+    blurred = viewer.render(state, 0, circle, ALL, ALL, "Attention", 0.5, "jet", 0.48)[0]
+    viridis, viridis_gallery, _ = viewer.render(state, 0, circle, ALL, ALL, "Attention", 0.5, "viridis", 0.0)
+    assert len({image.tobytes(), blurred.tobytes(), viridis.tobytes()}) == 3
+    assert viridis_gallery[0][0].tobytes() != gallery[0][0].tobytes()  # the gallery follows the style
     # Attention for "circle" is hottest on the circle (top half), not on the triangle (bottom half).
     hot = image.convert("RGB").getchannel("R").crop((0, 0, 480, 240)).getextrema()[1]
     assert hot >= image.convert("RGB").getchannel("R").crop((0, 240, 480, 480)).getextrema()[1]
