@@ -74,6 +74,7 @@ def build(args: argparse.Namespace):
 
     from blip.engine import Engine, default_device
     from blip.explain import render
+    from blip.explain.beam_tree import draw_beam_tree
     from blip.loading import hub
     from blip.loading.uploads import open_upload
     from ui import Services, build_app
@@ -111,6 +112,9 @@ def build(args: argparse.Namespace):
         dtype=f"{args.dtype} + int8 linear layers (fast mode)" if args.fast else args.dtype,
         examples=examples,
         gpu=gpu_decorator(),
+        draw_beam_tree=draw_beam_tree,
+        colormaps=render.COLORMAPS,
+        lavis_blur=render.LAVIS_BLUR,
     )
     if args.preload:
         for name in DEFAULT_MODELS.values():

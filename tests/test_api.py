@@ -30,7 +30,7 @@ def rows(table) -> list[list]:
 
 def test_every_task_has_a_named_endpoint(client):
     names = set(client.view_api(print_info=False, return_format="dict")["named_endpoints"])
-    assert {"/caption", "/ask", "/match", "/classify", "/batch_caption", "/index", "/search", "/more_like_this",
+    assert {"/caption", "/what_if", "/check_caption", "/beam_tree", "/ask", "/match", "/classify", "/batch_caption", "/index", "/search", "/more_like_this",
             "/search_text"} <= names  # fmt: skip
 
 
@@ -43,6 +43,49 @@ def test_caption_endpoint(client):
     assert rows(captions)[0][1] == "a small red circle in the centre"
     assert raw["decoding"]["strategy"] == "greedy" and raw["offline_demo"] is True
     assert "Offline demo model" in summary
+
+
+def test_what_if_endpoint(client):
+    compared, _tokens, token_table, summary = client.predict(
+        image=handle_file(str(SHAPES[0])), model="caption-base", prompt="", position=3, word="blue",
+        **API_DECODING, api_name="/what_if",
+    )  # fmt: skip
+    (_, original, _), (_, changed, _) = rows(compared)
+    assert original == "a small red circle in the centre" and changed.startswith("a small blue ")
+    assert rows(token_table)[2][1] == "blue" and "first 3 token(s)" in summary
+    with pytest.raises(Exception, match="Position"):  # the control's own range check, by name
+        client.predict(
+            image=handle_file(str(SHAPES[0])), model="caption-base", prompt="", position=0, word="blue",
+            **API_DECODING, api_name="/what_if",
+        )  # fmt: skip
+
+
+def test_check_caption_endpoint(client):
+    verdict, _tokens, token_table, _summary, raw = client.predict(
+        image=handle_file(str(SHAPES[0])), model="caption-base", matcher="itm-base-coco", prompt="",
+        text="a small red circle in the centre", heatmaps=False, api_name="/check_caption",
+    )  # fmt: skip
+    assert "yes, it matches" in verdict and raw["check"]["itm_probability"] > 0.5
+    assert rows(token_table)[-1][1] == "[SEP]" and raw["likelihood"]["perplexity"] >= 1
+    with pytest.raises(Exception, match="Type a caption to check"):
+        client.predict(
+            image=handle_file(str(SHAPES[0])), model="caption-base", matcher="itm-base-coco", prompt="",
+            text=" ", heatmaps=False, api_name="/check_caption",
+        )  # fmt: skip
+
+
+def test_beam_tree_endpoint(client):
+    decoding = API_DECODING | {"decoding": "Beam search"}
+    picture, note = client.predict(
+        image=handle_file(str(SHAPES[0])), model="caption-base", prompt="", show_pruned=True, **decoding,
+        api_name="/beam_tree",
+    )  # fmt: skip
+    assert Path(picture).stat().st_size > 1000 and "3 beams" in note
+    with pytest.raises(Exception, match="choose Beam search"):
+        client.predict(
+            image=handle_file(str(SHAPES[0])), model="caption-base", prompt="", show_pruned=True,
+            **API_DECODING, api_name="/beam_tree",
+        )  # fmt: skip
 
 
 def test_ask_endpoint(client):

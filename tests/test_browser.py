@@ -84,6 +84,13 @@ def wait_for_text(page, selector: str, text: str) -> None:
     )
 
 
+def heatmap_shown(page, panel: str) -> None:
+    """Wait until the panel's heatmap viewer shows a map (scrolled to: its image loads lazily, and the
+    Caption tab's viewer sits below the fold)."""
+    page.locator(f"{panel} .heatmap-overlay").first.scroll_into_view_if_needed()
+    page.locator(f"{panel} .heatmap-overlay img").first.wait_for(timeout=RUN_TIMEOUT)
+
+
 def test_caption_tab(page):
     load_example(page, 0)  # a small red circle in the centre
     open_tab(page, "Caption")
@@ -95,15 +102,106 @@ def test_caption_tab(page):
     assert "Offline demo model" in page.locator("#status").inner_text()
     assert page.locator("#caption-tokens").get_by_text("circle").count() >= 1
     caption_panel = page.locator("#caption-panel")
-    caption_panel.locator(".heatmap-overlay img").first.wait_for(timeout=RUN_TIMEOUT)  # a heatmap is shown
+    heatmap_shown(page, "#caption-panel")
     # Change a control: greedy decoding, then the summary says so.
     caption_panel.get_by_label("Greedy").check()
     page.locator("#caption-run").click()
     wait_for_text(page, "#caption-summary", "greedy search")
     wait_done(page)
-    page.locator("#caption-panel .heatmap-overlay img").first.wait_for(timeout=RUN_TIMEOUT)
+    heatmap_shown(page, "#caption-panel")
     no_error_toast(page)
     page.screenshot(path=str(SHOTS / "caption.png"), full_page=True)
+
+
+def test_caption_what_if(page):
+    """Caption, click the token "red" in the table, pick the alternative "blue", see the new caption."""
+    load_example(page, 0)  # a small red circle in the centre
+    open_tab(page, "Caption")
+    page.locator("#caption-run").click()
+    wait_for_text(page, "#caption-table", "a small red circle in the centre")
+    wait_done(page)
+    page.locator("#caption-token-table").get_by_text("red", exact=True).first.click()
+    alternatives = page.locator("#whatif-alternatives")
+    alternatives.get_by_label("blue", exact=True).check(timeout=RUN_TIMEOUT)
+    page.wait_for_function(  # the picked alternative fills the word box
+        "() => document.querySelector('#whatif-word textarea, #whatif-word input')?.value === 'blue'",
+        timeout=RUN_TIMEOUT,
+    )
+    page.locator("#whatif-run").click()
+    wait_for_text(page, "#whatif-table", "a small blue")
+    wait_done(page)
+    assert "a small red circle in the centre" in page.locator("#whatif-table").inner_text()
+    assert "first 3 token(s)" in page.locator("#whatif-summary").inner_text()
+    no_error_toast(page)
+    page.locator("#whatif-table").scroll_into_view_if_needed()
+    page.screenshot(path=str(SHOTS / "caption-what-if.png"), full_page=True)
+
+
+def test_caption_check(page):
+    """After a caption, the check box holds caption 1; a student's own caption gets the matcher's verdict,
+    its likelihood per token, and its heatmaps in the viewer."""
+    load_example(page, 0)  # a small red circle in the centre
+    open_tab(page, "Caption")
+    page.locator("#caption-run").click()
+    wait_for_text(page, "#caption-table", "a small red circle in the centre")
+    wait_done(page)
+    page.get_by_text("Check a caption: does the matcher agree?").click()
+    box = page.locator("#check-text textarea, #check-text input").first
+    page.wait_for_function(
+        "() => document.querySelector('#check-text textarea, #check-text input')?.value"
+        " === 'a small red circle in the centre'",
+        timeout=RUN_TIMEOUT,
+    )
+    page.locator("#check-run").click()
+    wait_for_text(page, "#check-verdict", "yes, it matches")
+    wait_done(page)
+    box.fill("a large blue star at the top")
+    page.locator("#check-run").click()
+    wait_for_text(page, "#check-verdict", "no, it does not match")
+    wait_done(page)
+    assert "perplexity" in page.locator("#check-verdict").inner_text()
+    heatmap_shown(page, "#caption-panel")
+    no_error_toast(page)
+    page.locator("#check-verdict").scroll_into_view_if_needed()
+    page.screenshot(path=str(SHOTS / "caption-check.png"), full_page=True)
+
+
+def test_caption_beam_tree(page):
+    load_example(page, 0)
+    open_tab(page, "Caption")
+    page.locator("#caption-panel").get_by_label("Beam search").check()
+    page.get_by_text("Beam search tree: which paths did the search keep?").click()
+    page.locator("#tree-run").click()
+    wait_for_text(page, "#tree-note", "a small red circle in the centre")
+    wait_done(page)
+    page.locator("#tree-image").scroll_into_view_if_needed()
+    page.locator("#tree-image img").first.wait_for(timeout=RUN_TIMEOUT)
+    no_error_toast(page)
+    page.screenshot(path=str(SHOTS / "caption-beam-tree.png"), full_page=True)
+
+
+def test_caption_heatmap_blur(page):
+    """The viewer's blur slider redraws the map (LAVIS's sigma, 0.48 patches)."""
+    load_example(page, 0)
+    open_tab(page, "Caption")
+    page.locator("#caption-run").click()
+    wait_for_text(page, "#caption-table", "a small red circle in the centre")
+    wait_done(page)
+    heatmap_shown(page, "#caption-panel")
+    shown = page.locator("#caption-panel .heatmap-overlay img").first
+    before = shown.get_attribute("src")
+    blur = page.locator("#caption-panel .heatmap-blur input[type=number]").first
+    blur.fill("0.48")
+    blur.press("Enter")
+    page.wait_for_function(
+        "([s]) => { const e = document.querySelector('#caption-panel .heatmap-overlay img');"
+        " return !!e && e.getAttribute('src') !== s; }",
+        arg=[before],
+        timeout=RUN_TIMEOUT,
+    )
+    no_error_toast(page)
+    page.locator("#caption-panel .heatmap-overlay").first.scroll_into_view_if_needed()
+    page.screenshot(path=str(SHOTS / "caption-heatmap-blur.png"), full_page=True)
 
 
 def test_ask_tab_reuses_the_image(page):

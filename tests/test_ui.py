@@ -16,8 +16,9 @@ from conftest import decoding_values
 
 from blip.engine import Engine
 from blip.explain import render
+from blip.explain.beam_tree import draw_beam_tree
 from blip.loading.uploads import open_upload
-from ui import ask_tab, batch_tab, caption_tab, match_tab, tool_text, zeroshot_tab
+from ui import ask_tab, batch_tab, caption_tab, check_caption, match_tab, tool_text, zeroshot_tab
 from ui.decoding import BEAM, DECODINGS, GREEDY, NUCLEUS, TOP_K, decoding_options
 from ui.errors import friendly
 from ui.heatmaps import ALL, HeatmapViewer
@@ -39,7 +40,10 @@ def truth(path: str) -> str:
 @pytest.fixture(scope="module")
 def services() -> Services:
     engine = Engine(device="cpu", demo="always")
-    return Services(engine=engine, open_image=open_upload, overlay=render.overlay, models=MODELS)
+    return Services(
+        engine=engine, open_image=open_upload, overlay=render.overlay, models=MODELS,
+        draw_beam_tree=draw_beam_tree,
+    )  # fmt: skip
 
 
 def controls(decoding: str = BEAM, **changes) -> list:
@@ -71,6 +75,70 @@ def test_caption_is_right_and_reports_what_ran(services):
     assert all(0 < p <= 1 for _, p in tokens)
     assert [r[1] for r in token_rows][-1] == "[SEP]" and token_rows[0][3]  # alternatives listed
     assert [label for label, _ in state["texts"]] == [f"caption 1: {rows[0][1]}"]
+
+
+def test_what_if_continues_after_another_word_with_the_same_decoding(services):
+    for choice in (GREEDY, BEAM):
+        compared, tokens, token_rows, summary = caption_tab.what_if(
+            services, RED_CIRCLE, "caption-base", "", controls(choice), 3, "blue"
+        )
+        (_, original, original_score), (label, changed, changed_score) = compared
+        assert original == truth(RED_CIRCLE) and label == "what if token 3 were 'blue'"
+        assert changed.startswith("a small blue ") and changed != original
+        assert changed_score < original_score  # the model preferred its own word
+        assert "".join(text for text, _ in tokens) == changed and token_rows[2][1] == "blue"
+        assert (
+            "first 3 token(s)" in summary
+            and ("beam search" if choice == BEAM else "greedy search") in summary
+        )
+    # a wordpiece from the alternatives list, and a typed word the tokenizer splits, both work
+    (_, _, _), (_, larger, _) = caption_tab.what_if(
+        services, RED_CIRCLE, "caption-base", "", controls(GREEDY), 2, "large"
+    )[0]
+    assert larger.startswith("a large ")
+
+
+@pytest.mark.parametrize(
+    ("position", "word", "message"),
+    [(0, "blue", "Position must be between 1 and 8"), (9, "blue", "Position must be between 1 and 8"),
+     (None, "blue", "Position must be"), (3, "  ", "Type a word")],
+)  # fmt: skip
+def test_what_if_says_what_is_wrong(services, position, word, message):
+    handler = friendly(caption_tab.what_if)
+    with pytest.raises(gr.Error, match=message):
+        handler(services, RED_CIRCLE, "caption-base", "", controls(GREEDY), position, word)
+
+
+def test_check_caption_gives_the_matchers_verdict_and_the_captioners_likelihood(services):
+    def run(text, heatmaps=False):
+        return check_caption.check(services, RED_CIRCLE, "caption-base", "itm-base-coco", "", text, heatmaps)
+
+    right, tokens, token_rows, summary, state, raw = run(truth(RED_CIRCLE), heatmaps=True)
+    wrong = run("a large blue star at the top")
+    assert "yes, it matches" in right and "no, it does not match" in wrong[0]
+    assert raw["check"]["itm_probability"] > 0.5 > wrong[5]["check"]["itm_probability"]
+    assert raw["check"]["itc_cosine"] > wrong[5]["check"]["itc_cosine"]
+    assert raw["likelihood"]["log_likelihood"] > wrong[5]["likelihood"]["log_likelihood"]
+    assert [r[1] for r in token_rows] == ["a", "small", "red", "circle", "in", "the", "centre", "[SEP]"]
+    assert "".join(text for text, _ in tokens) == truth(RED_CIRCLE) and "perplexity" in right
+    assert [label.split(":")[0] for label, _ in state["texts"]] == ["captioner reading", "matcher reading"]
+    assert wrong[4] is None and "Offline demo model" in summary
+    with pytest.raises(gr.Error, match="Type a caption to check"):
+        friendly(check_caption.check)(services, RED_CIRCLE, "caption-base", "itm-base-coco", "", "  ")
+
+
+def test_beam_tree_is_drawn_for_beam_search_only(services):
+    picture, note = caption_tab.beam_tree(
+        services, RED_CIRCLE, "caption-base", "", controls(BEAM, beams=4), True
+    )
+    assert picture.width > 200 and picture.height > 100 and len(picture.getcolors(1 << 16) or range(3)) > 2
+    assert note.startswith("4 beams") and truth(RED_CIRCLE) in note
+    smaller, _ = caption_tab.beam_tree(
+        services, RED_CIRCLE, "caption-base", "", controls(BEAM, beams=4), False
+    )
+    assert smaller.size != picture.size  # without the pruned candidates
+    with pytest.raises(gr.Error, match="choose Beam search"):
+        friendly(caption_tab.beam_tree)(services, RED_CIRCLE, "caption-base", "", controls(GREEDY))
 
 
 def test_each_decoding_choice_changes_what_runs(services):
@@ -188,6 +256,10 @@ def test_heatmap_viewer_draws_the_chosen_map(services):
     gradcam = viewer.render(state, 0, circle, ALL, ALL, "Grad-CAM", 0.5)[0]
     plain = viewer.render(state, 0, circle, ALL, ALL, "Attention", 0.0)[0]
     assert len({image.tobytes(), other_layer.tobytes(), gradcam.tobytes(), plain.tobytes()}) == 4
+    blurred = viewer.render(state, 0, circle, ALL, ALL, "Attention", 0.5, "jet", 0.48)[0]
+    viridis, viridis_gallery, _ = viewer.render(state, 0, circle, ALL, ALL, "Attention", 0.5, "viridis", 0.0)
+    assert len({image.tobytes(), blurred.tobytes(), viridis.tobytes()}) == 3
+    assert viridis_gallery[0][0].tobytes() != gallery[0][0].tobytes()  # the gallery follows the style
     # Attention for "circle" is hottest on the circle (top half), not on the triangle (bottom half).
     hot = image.convert("RGB").getchannel("R").crop((0, 0, 480, 240)).getextrema()[1]
     assert hot >= image.convert("RGB").getchannel("R").crop((0, 240, 480, 480)).getextrema()[1]

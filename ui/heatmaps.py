@@ -52,6 +52,18 @@ class HeatmapViewer:
                 self.head = gr.Dropdown(label="Head", choices=[], interactive=True)
                 self.opacity = gr.Slider(0.0, 1.0, value=0.5, step=0.05, label="Heatmap opacity")
             with gr.Row():
+                self.colormap = gr.Dropdown(
+                    list(services.colormaps), value=services.colormaps[0], label="Colormap", interactive=True
+                )
+                self.blur = gr.Slider(
+                    0.0,
+                    2.0,
+                    value=0.0,
+                    step=0.02,
+                    label=f"Blur (sigma in patches; 0 = off, LAVIS's demo uses {services.lavis_blur:g})",
+                    elem_classes="heatmap-blur",
+                )
+            with gr.Row():
                 self.overlay = gr.Image(
                     label="Heatmap", type="pil", interactive=False, height=360, elem_classes="heatmap-overlay"
                 )
@@ -60,7 +72,16 @@ class HeatmapViewer:
 
     @property
     def controls(self) -> list[gr.components.Component]:
-        return [self.text, self.word, self.layer, self.head, self.kind, self.opacity]
+        return [
+            self.text,
+            self.word,
+            self.layer,
+            self.head,
+            self.kind,
+            self.opacity,
+            self.colormap,
+            self.blur,
+        ]
 
     def connect(self, state: gr.State) -> None:
         """Refresh the menus when ``state`` changes; redraw when any control changes."""
@@ -114,28 +135,34 @@ class HeatmapViewer:
             gr.update(choices=kinds, value="Attention"),  # what the word read; Grad-CAM is one click away
         )
 
-    def render_word(self, state, text, word, layer, head, kind, opacity) -> tuple:
+    def _draw(self, image, heat, opacity, colormap, blur):
+        style = {"colormap": colormap or self.services.colormaps[0], "blur": float(blur or 0.0)}
+        return self.services.overlay(image, heat, opacity=float(opacity), **style)
+
+    def render_word(self, state, text, word, layer, head, kind, opacity, colormap=None, blur=0.0) -> tuple:
         """Only the chosen word's map over the picture (what a change of word needs), and a note."""
         if not state or text is None:
             return None, ""
         maps, chosen, note = _chosen_maps(state, text, kind)
         heat = maps.grid_map(word=_index(word), layer=_index(layer), head=_index(head), kind=chosen)
-        return self.services.overlay(state["image"], heat, opacity=float(opacity)), note
+        return self._draw(state["image"], heat, opacity, colormap, blur), note
 
-    def render(self, state, text, word, layer, head, kind, opacity) -> tuple:
-        """The chosen map over the picture, and every word's map (same layer, head and kind)."""
+    def render(self, state, text, word, layer, head, kind, opacity, colormap=None, blur=0.0) -> tuple:
+        """The chosen map over the picture, and every word's map (same layer, head, kind and style)."""
         if not state or text is None:
             return None, [], ""
-        main, note = self.render_word(state, text, word, layer, head, kind, opacity)
+        main, note = self.render_word(state, text, word, layer, head, kind, opacity, colormap, blur)
         maps, chosen, _ = _chosen_maps(state, text, kind)
         small = state["image"].copy()
         small.thumbnail((GALLERY_SIZE, GALLERY_SIZE))
         gallery = [
             (
-                self.services.overlay(
+                self._draw(
                     small,
                     maps.grid_map(word=i, layer=_index(layer), head=_index(head), kind=chosen),
-                    opacity=float(opacity),
+                    opacity,
+                    colormap,
+                    blur,
                 ),
                 w.text,
             )

@@ -32,6 +32,9 @@ class Services:
         dtype: the parameter dtype's name ("float32").
         examples: example image sets, key -> (title, image paths), shown in this order.
         gpu: wraps the functions that run models (``spaces.GPU`` on a ZeroGPU Space; else unchanged).
+        draw_beam_tree: (search tree, show_pruned=) -> PIL image of a beam search (None: not offered).
+        colormaps: the heatmap viewer's colormap names (``overlay`` takes them), default first.
+        lavis_blur: the heatmap blur (sigma in patches) LAVIS's demo uses, offered as a hint.
     """
 
     engine: Any
@@ -42,6 +45,9 @@ class Services:
     dtype: str = "float32"
     examples: dict[str, tuple[str, list[str]]] = field(default_factory=dict)
     gpu: Callable[[Callable], Callable] = _unchanged
+    draw_beam_tree: Callable[..., Image.Image] | None = None
+    colormaps: tuple[str, ...] = ("jet",)
+    lavis_blur: float = 0.48
 
     def image(self, path: str | None) -> Image.Image:
         """The shared image as a PIL image (a clear error if there is none)."""
