@@ -170,6 +170,22 @@ def _add_legacy_config_keys(path: Path) -> None:
     path.write_text(json.dumps(config, indent=2))
 
 
+def build_text_only(directory: Path, size: str, seed: int = 0) -> Path:
+    """A ``BlipModel`` whose config says ``text_config.is_decoder: false``: transformers then builds (and
+    saves) its text layers without cross-attention, so the file has no ``crossattention`` tensors."""
+    import transformers
+
+    config = oracle_config("features", size)
+    config.text_config.is_decoder = False
+    torch.manual_seed(seed)
+    model = transformers.BlipModel(config).eval()
+    _randomise(model, seed, std=0.15 if size == "tiny" else 0.02)
+    directory.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(directory)
+    _save_processor(directory, config.vision_config.image_size)
+    return directory
+
+
 def load_oracle(directory: Path, task: str):
     """The oracle's model read from ``directory``, float32, eval mode."""
     import transformers

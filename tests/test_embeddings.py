@@ -4,6 +4,9 @@ features and logits (max |diff| <= 1e-4); the engine's batched features equal on
 
 from __future__ import annotations
 
+import json
+
+import oracle_checkpoints
 import pytest
 import torch
 from conftest import random_image
@@ -11,7 +14,8 @@ from oracle_checkpoints import load_oracle, oracle_image_processor, oracle_token
 
 import blip
 from blip.engine import Engine
-from blip.model import FeatureModel
+from blip.model import FeatureModel, RetrievalModel
+from blip.model.config import ConfigError, config_from_dict
 
 TOL = 1e-4
 TEXTS = ["a dog on the grass", "two cats", "a red circle on the left of a very long sentence"]
@@ -61,6 +65,30 @@ def test_blipmodel_checkpoints_give_the_reference_features(checkpoints, record_p
         assert ours.shape == theirs.shape, name
         diff = record_parity(f"{size} BlipModel {name}", ours, theirs)
         assert diff <= TOL, f"{name}: max |diff| {diff:.3e} > {TOL}"
+
+
+@pytest.mark.parity
+@torch.no_grad()
+def test_blipmodel_without_cross_attention_loads_and_matches(tmp_path, record_parity):
+    """``is_decoder: false`` in a BlipModel's text config: no cross-attention tensors in the file, none in
+    our model, and the same features as the reference; a task model with such a config is refused."""
+    from safetensors import safe_open
+
+    directory = oracle_checkpoints.build_text_only(tmp_path / "text-only", "tiny")
+    with safe_open(str(directory / "model.safetensors"), "pt") as f:
+        names = f.keys()
+    assert not [k for k in names if "crossattention" in k]  # the oracle really left them out
+    loaded, oracle = blip.load(directory), load_oracle(directory, "features")
+    assert not [k for k in loaded.model.state_dict() if "crossattention" in k]
+    _, pixels, ids, mask = _inputs(loaded, 2)
+    ours = loaded.model.logits_per_image(loaded.model.encode_image(pixels), ids, mask)
+    theirs = oracle(input_ids=ids, attention_mask=mask, pixel_values=pixels).logits_per_image
+    assert record_parity("tiny BlipModel without cross-attention", ours, theirs) <= TOL
+
+    config = json.loads((directory / "config.json").read_text())
+    config["architectures"] = ["BlipForImageTextRetrieval"]
+    with pytest.raises(ConfigError, match="no cross-attention"):
+        RetrievalModel(config_from_dict(config))
 
 
 @pytest.mark.unit

@@ -57,6 +57,9 @@ class TextConfig:
     bos_token_id: int = 30522  # [DEC]: the decoder's first token
     sep_token_id: int = 102  # [SEP]: generation stops here (not on eos_token_id = 2)
     pad_token_id: int = 0  # [PAD]
+    # ``is_decoder`` in the file: transformers gives the text layers cross-attention unless it is false.
+    # Every task model needs it; a BlipModel saved with it false has no ``crossattention`` tensors.
+    cross_attention: bool = True
 
 
 @dataclass(frozen=True)
@@ -116,7 +119,8 @@ def config_from_dict(raw: dict[str, Any]) -> BlipConfig:
     vision = VisionConfig(**_pick(vision_raw, "vision_config", _VISION_REQUIRED, _VISION_OPTIONAL))
     # The cross-attention width is derived, never read: files often omit it or carry a stale 768.
     text_fields = _pick(text_raw, "text_config", _TEXT_REQUIRED, _TEXT_OPTIONAL)
-    text = TextConfig(encoder_hidden_size=vision.hidden_size, **text_fields)
+    cross_attention = text_raw.get("is_decoder") is not False  # only an explicit false removes it
+    text = TextConfig(encoder_hidden_size=vision.hidden_size, cross_attention=cross_attention, **text_fields)
 
     for side, cfg in (("vision_config", vision), ("text_config", text)):
         if cfg.hidden_size % cfg.num_attention_heads:

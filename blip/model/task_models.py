@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .cache import KVCache
-from .config import BlipConfig, TextConfig
+from .config import BlipConfig, ConfigError, TextConfig
 from .text import TextLMModel, TextModel, TextOutput
 from .vision import VisionModel
 
@@ -26,6 +26,11 @@ class BlipBase(nn.Module):
 
     def __init__(self, config: BlipConfig):
         super().__init__()
+        if not config.text.cross_attention and not isinstance(self, FeatureModel):
+            raise ConfigError(
+                f"{self.checkpoint_class} needs image-grounded text layers, but this config's text model "
+                "has no cross-attention (text_config.is_decoder is false)"
+            )
         self.config = config
         self.vision_model = VisionModel(config.vision)
 

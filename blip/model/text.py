@@ -125,7 +125,8 @@ class TextLayer(nn.Module):
     def __init__(self, config: TextConfig):
         super().__init__()
         self.attention = TextAttention(config, config.hidden_size)
-        self.crossattention = TextAttention(config, config.encoder_hidden_size)
+        if config.cross_attention:  # absent only from text-only stacks (TextConfig.cross_attention)
+            self.crossattention = TextAttention(config, config.encoder_hidden_size)
         self.intermediate = TextIntermediate(config)
         self.output = TextOutputBlock(config)
 
@@ -211,6 +212,8 @@ class TextModel(nn.Module):
             self_mask = padding_mask(attention_mask, dtype) if attention_mask is not None else None
         cross_mask = padding_mask(encoder_mask, dtype) if encoder_mask is not None else None
         if encoder_states is not None:
+            if not self.config.cross_attention:
+                raise ValueError("this text stack has no cross-attention (is_decoder is false in its config)")
             encoder_states = encoder_states.to(dtype)
 
         self_maps, cross_maps = [], []
