@@ -82,3 +82,18 @@ def test_bad_searches_are_explained(engine, index):
         engine.search(index, "a red circle", rerank=500)
     with pytest.raises(ValueError, match="embedding needs a RetrievalModel or FeatureModel"):
         engine.index_images([], model="caption-base")
+
+
+def test_an_index_made_by_the_demo_model_says_so_and_is_not_searched_by_the_real_one(
+    index, checkpoints, tmp_path
+):
+    from blip.cli import vectors
+
+    assert index.offline_demo and index.label == "itm-base-coco (offline demo)"
+    for suffix in (".npz", ".parquet"):
+        vectors.write(tmp_path / f"i{suffix}", index)
+        back = vectors.read_index(tmp_path / f"i{suffix}")
+        assert back.model == "itm-base-coco" and back.offline_demo and len(back) == len(index)
+    real = Engine(device="cpu", demo="never", local_models={"itm-base-coco": checkpoints.get("retrieval")})
+    with pytest.raises(ValueError, match=r"offline demo model .* different spaces"):
+        real.search(index, "a red circle")

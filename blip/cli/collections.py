@@ -69,7 +69,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
         engine, model = make_engine(args)
         text_vectors = engine.text_features(texts, model)
     vectors.write(args.out, index, texts or None, text_vectors)
-    summary = {"out": str(args.out), "model": index.model, "images": len(index), "texts": len(texts or []),
+    summary = {"out": str(args.out), "model": index.label, "images": len(index), "texts": len(texts or []),
                "failed": [{"path": p, "error": e} for p, e in failed], "seconds": round(seconds, 3)}  # fmt: skip
     _report(args, summary, f"embedded {len(index)} images{f' and {len(texts)} texts' if texts else ''}")
     return 1 if failed and not len(index) else 0
@@ -79,7 +79,7 @@ def cmd_index(args: argparse.Namespace) -> int:
     """Make a folder of pictures searchable: their ITC vectors and paths in one file."""
     index, failed, seconds = build_index(args)
     vectors.write(args.out, index)
-    summary = {"out": str(args.out), "model": index.model, "images": len(index),
+    summary = {"out": str(args.out), "model": index.label, "images": len(index),
                "failed": [{"path": p, "error": e} for p, e in failed], "seconds": round(seconds, 3)}  # fmt: skip
     _report(args, summary, f"indexed {len(index)} images")
     return 1 if failed and not len(index) else 0

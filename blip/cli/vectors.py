@@ -3,7 +3,9 @@
 ``.parquet`` (through pyarrow) has one row per picture, columns ``path``, ``width``, ``height``,
 ``model`` and ``vector`` (a list of float32), or per text ``text``, ``model``, ``vector``; ``.npz``
 holds the arrays ``paths``, ``widths``, ``heights``, ``vectors`` (N, D) and ``model``, and for texts
-``texts`` and ``text_vectors``. Vectors are unit length, so a dot product is a cosine.
+``texts`` and ``text_vectors``. Vectors are unit length, so a dot product is a cosine. ``model`` reads
+``NAME (offline demo)`` when the offline demo model stood in for NAME: those vectors are shapes-world
+vectors, not comparable with the real model's.
 """
 
 from __future__ import annotations
@@ -48,17 +50,17 @@ def write(path: str | Path, index: ImageIndex, texts: list[str] | None = None, t
                 "text_vectors": text_vectors.numpy().astype(np.float32),
             }
         np.savez(path, paths=np.array(index.paths, dtype=str), widths=np.array(widths), heights=np.array(heights),
-                 vectors=vectors, model=np.array(index.model), **extra)  # fmt: skip
+                 vectors=vectors, model=np.array(index.label), **extra)  # fmt: skip
         return
     pa = _pyarrow()
     table = pa.table({
-        "path": index.paths, "width": widths, "height": heights, "model": [index.model] * len(index),
+        "path": index.paths, "width": widths, "height": heights, "model": [index.label] * len(index),
         "vector": pa.array(list(vectors), type=pa.list_(pa.float32())),
     })  # fmt: skip
     pa.parquet.write_table(table, path)
     if texts is not None:
         text_table = pa.table({
-            "text": texts, "model": [index.model] * len(texts),
+            "text": texts, "model": [index.label] * len(texts),
             "vector": pa.array(list(text_vectors.numpy().astype(np.float32)), type=pa.list_(pa.float32())),
         })  # fmt: skip
         pa.parquet.write_table(text_table, texts_path(path))
@@ -88,6 +90,5 @@ def read_index(path: str | Path) -> ImageIndex:
             model = table["model"][0] if paths else ""
     except (KeyError, ValueError, OSError) as err:
         raise RunError(f"{path} is not an index written by `blip index` or `blip embed` ({err})") from None
-    return ImageIndex(
-        model=model, paths=paths, vectors=torch.from_numpy(np.ascontiguousarray(vectors)), sizes=sizes
-    )
+    vectors = torch.from_numpy(np.ascontiguousarray(vectors))
+    return ImageIndex.from_label(model, paths=paths, vectors=vectors, sizes=sizes)

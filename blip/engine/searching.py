@@ -23,6 +23,7 @@ from .inputs import first_token_id, readable, text_notices
 from .results import SearchHit, SearchResult, Stopwatch
 
 MAX_RERANK = 100
+DEMO_LABEL = " (offline demo)"  # how saved vectors say the offline demo model made them
 
 
 @dataclass
@@ -33,9 +34,22 @@ class ImageIndex:
     paths: list[str] = field(default_factory=list)
     vectors: torch.Tensor = field(default_factory=lambda: torch.zeros(0, 0))  # (N, D) unit length, CPU
     sizes: list[tuple[int, int]] = field(default_factory=list)  # (width, height) of each picture
+    # True when the offline demo model stood in for ``model``: its vectors live in another space.
+    offline_demo: bool = False
 
     def __len__(self) -> int:
         return len(self.paths)
+
+    @property
+    def label(self) -> str:
+        """The model as saved files name it: ``NAME (offline demo)`` when the demo model made the vectors."""
+        return self.model + (DEMO_LABEL if self.offline_demo else "")
+
+    @classmethod
+    def from_label(cls, label: str, **fields) -> ImageIndex:
+        """An index whose model is read back from :attr:`label`."""
+        demo = label.endswith(DEMO_LABEL)
+        return cls(model=label.removesuffix(DEMO_LABEL), offline_demo=demo, **fields)
 
 
 class Searching(Embedding):
@@ -49,7 +63,7 @@ class Searching(Embedding):
         """Index (name, picture) pairs: one vision pass per ``batch_size`` pictures; ``progress`` is
         told how many are done after each batch. A retrieval or a ``BlipModel`` checkpoint."""
         loaded = self.embedding_model(model)
-        index = ImageIndex(model=model)
+        index = ImageIndex(model=model, offline_demo=loaded.offline_demo)
 
         def names_noted() -> Iterator[Image.Image]:
             for name, picture in pictures:
@@ -88,6 +102,13 @@ class Searching(Embedding):
             raise ValueError(f"rerank must be between 0 and {MAX_RERANK} (got {rerank})")
         clock = Stopwatch()
         loaded = self.embedding_model(index.model)
+        if loaded.offline_demo != index.offline_demo:
+            made = "the offline demo model" if index.offline_demo else "the real model"
+            now = "the offline demo model" if loaded.offline_demo else "the real model"
+            raise ValueError(
+                f"this index was made by {made} for {index.model}, but {now} answers for it now: their "
+                "vectors live in different spaces and cannot be compared; index the pictures again"
+            )
         if rerank and not isinstance(loaded.model, RetrievalModel):
             raise ValueError(f"re-ranking needs a retrieval model's matcher; {index.model} has none")
         clock.mark("load")
@@ -104,10 +125,11 @@ class Searching(Embedding):
             with torch.inference_mode():
                 vector = loaded.model.image_features(embeds).float().cpu()[0]
         cosines = index.vectors @ vector  # (N,)
-        order = cosines.argsort(descending=True).tolist()
+        rerank = min(rerank, len(index)) if by_text else 0
+        # Only the best max(top, rerank) are ever shown or re-read: a partial sort, not a full one.
+        order = cosines.topk(min(len(index), max(top, rerank))).indices.tolist()
         clock.mark("itc")
         probabilities: dict[int, float] = {}
-        rerank = min(rerank, len(index)) if by_text else 0
         if rerank:
             shortlist = order[:rerank]
             probabilities = self._match_probabilities(loaded, [index.paths[i] for i in shortlist], query,
