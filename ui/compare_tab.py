@@ -201,13 +201,19 @@ def build(services: Services, image: gr.Image, after: Callable[[Any], Any]) -> N
     with gr.Accordion("Raw result (JSON)", open=False):
         raw = gr.JSON()
 
-    def models_for(task_name: str) -> tuple:
-        names = services.models[MODEL_KINDS[TASKS.get(task_name, "caption")]]
-        return gr.update(choices=names, value=names[0]), gr.update(choices=names, value=names[0])
+    def task_chosen(task_name: str) -> tuple:
+        """The task's models on both sides, and its token limits (answers are short: 1 to 10)."""
+        kind = TASKS.get(task_name, "caption")
+        names = services.models[MODEL_KINDS[kind]]
+        low, high = (1, 10) if kind == "answer" else (5, 20)
+        return (*[gr.update(choices=names, value=names[0])] * 2, low, low, high, high)
 
     task.input(
-        models_for, inputs=[task], outputs=[left.model, right.model], api_visibility="private", queue=False
-    )
+        task_chosen, inputs=[task],
+        outputs=[left.model, right.model, left.decoding.min_new, right.decoding.min_new, left.decoding.max_new,
+                 right.decoding.max_new],
+        api_visibility="private", queue=False,
+    )  # fmt: skip
 
     def choose(name: str | None) -> tuple:
         """Set every control a ready-made comparison names; the rest to its defaults."""
