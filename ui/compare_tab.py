@@ -189,8 +189,9 @@ def build(services: Services, image: gr.Image, after: Callable[[Any], Any]) -> N
     summary = gr.Markdown(elem_id="compare-summary")
     with gr.Row():
         colours = {CHANGED: "#f59e0b"}
-        left_words = gr.HighlightedText(label="Left", color_map=colours, elem_id="compare-left-text")
-        right_words = gr.HighlightedText(label="Right", color_map=colours, elem_id="compare-right-text")
+        shown = {"color_map": colours, "show_legend": True, "show_inline_category": False}
+        left_words = gr.HighlightedText(label="Left", elem_id="compare-left-text", **shown)
+        right_words = gr.HighlightedText(label="Right", elem_id="compare-right-text", **shown)
     with gr.Row():
         left_map = gr.Image(label="Left map", type="pil", interactive=False, elem_id="compare-left-map")
         right_map = gr.Image(label="Right map", type="pil", interactive=False, elem_id="compare-right-map")
