@@ -195,6 +195,11 @@ def test_the_compare_tab_draws_both_maps(services):
         ("Ask", " ", "Type a question"),
         ("Match", "", "Type the texts"),
         ("Search", "x", "Task must be one of"),
+        (
+            "Ask",
+            "what is it?",
+            "question answering needs a QuestionAnsweringModel",
+        ),  # the API takes any model
     ],
 )
 def test_the_compare_tab_says_what_is_wrong(services, task, text, message):
