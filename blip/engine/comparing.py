@@ -182,6 +182,9 @@ class Comparing(Captioning, Answering, Matching):
             if task == "match"
             else readable(text or "")
         )
+        # Which weights serve each name, asked before the runs load them (asking after could reload one
+        # the store dropped meanwhile).
+        paths = [self.model(side.model).path.resolve() for side in (left, right)]
         results = [self._run_side(image, task, side, text, explain) for side in (left, right)]
         if task == "match":
             left_words, right_words, scores, maps = _match_diff(*results, left, right)
@@ -196,7 +199,7 @@ class Comparing(Captioning, Answering, Matching):
         comparison = Comparison(
             task=task, text=text, left=left, right=right, left_result=results[0], right_result=results[1],
             left_words=left_words, right_words=right_words, scores=scores,
-            same_weights=self.model(left.model).path.resolve() == self.model(right.model).path.resolve(),
+            same_weights=paths[0] == paths[1],
             maps=maps if explain else (None, None),
         )  # fmt: skip
         comparison.map_agreement = _agreement(*comparison.maps)
