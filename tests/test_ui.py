@@ -79,7 +79,7 @@ def test_caption_is_right_and_reports_what_ran(services):
 
 def test_what_if_continues_after_another_word_with_the_same_decoding(services):
     for choice in (GREEDY, BEAM):
-        compared, tokens, token_rows, summary = caption_tab.what_if(
+        compared, tokens, token_rows, summary, _state = caption_tab.what_if(
             services, RED_CIRCLE, "caption-base", "", controls(choice), 3, "blue"
         )
         (_, original, original_score), (label, changed, changed_score) = compared

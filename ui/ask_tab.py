@@ -9,6 +9,7 @@ from typing import Any
 import gradio as gr
 
 from . import controls, formatting
+from . import what_if as what_ifs
 from .decoding import DecodingControls, decoding_options
 from .errors import friendly
 from .heatmaps import explained, heatmaps_and_raw_result
@@ -75,6 +76,41 @@ def ask(
     )
 
 
+def ask_what_if(
+    services: Services,
+    image_path: str | None,
+    model: str,
+    question: str,
+    first_token: str,
+    decoding: list[Any],
+    position: float | None,
+    word: str,
+    heatmaps: bool = False,
+    progress: Callable[..., Any] | None = None,
+) -> tuple:
+    """What if answer 1 had another word at ``position``? The model answers again (the image encoding
+    and the question's image keys are cached), then continues from the answer's tokens before
+    ``position`` and ``word``, with the same decoding settings.
+
+    Returns:
+        (original vs what-if table, the new answer's token highlights, its token table, summary markdown,
+        heatmap state: the new answer's and the question's maps)
+    """
+    options = decoding_options(*decoding)
+    image = services.prepare(image_path, model, "Answering", progress)
+    original = services.engine.answer(
+        image, question or "", model=model, options=options, first_token=first_token
+    )
+    best = original.answers[0]
+    forced = what_ifs.forced_ids(services, model, best, position, word)
+    changed = services.engine.answer(
+        image, question or "", model=model, options=options, first_token=first_token,
+        explain_tokens=bool(heatmaps), forced=forced,
+    )  # fmt: skip
+    question_maps = [(f"question: {changed.question}", changed.question_heatmaps)]
+    return what_ifs.outcome(image, best, changed, changed.answers[0], position, word, question_maps)
+
+
 def build(
     services: Services, image: gr.Image, after: Callable[[Any], Any], examples: list[list[str]] = ()
 ) -> None:
@@ -109,6 +145,11 @@ def build(
     )
     tokens = gr.HighlightedText(label="Answer tokens, coloured by probability")
     summary = gr.Markdown()
+    token_table = gr.Dataframe(
+        headers=what_ifs.TOKEN_HEADERS, interactive=False, elem_id="ask-token-table",
+        label="Answer 1's tokens and alternatives (click a row to try one of them below)",
+    )  # fmt: skip
+    what_if_section = what_ifs.WhatIfSection("ask-whatif", "answer")
     state, raw = heatmaps_and_raw_result(services)
 
     @friendly
@@ -132,3 +173,25 @@ def build(
         concurrency_limit=1,
     )
     after(event)
+    # The token table comes from the raw result, so /ask keeps its outputs.
+    event.then(lambda raw: what_ifs.token_rows_of(raw, "answers"), inputs=[raw], outputs=[token_table],
+               api_visibility="private", queue=False)  # fmt: skip
+
+    @friendly
+    def what_if_handler(
+        image, model, question, first_token, position, word, decoding, beams, top_p, top_k, temperature,
+        min_new_tokens, max_new_tokens, repetition_penalty, length_penalty, no_repeat_ngram_size, count,
+        seed, heatmaps=True, progress=gr.Progress(),
+    ):  # fmt: skip
+        values = [decoding, beams, top_p, top_k, temperature, min_new_tokens, max_new_tokens,
+                  repetition_penalty, length_penalty, no_repeat_ngram_size, count, seed]  # fmt: skip
+        return ask_what_if(
+            services, image, model, question, first_token, values, position, word, heatmaps, progress
+        )
+
+    what_if_section.connect(
+        services, token_table, what_if_handler,
+        [image, model, question, first_token, what_if_section.position, what_if_section.word,
+         *decoding_controls.inputs, heatmaps],
+        state, "ask_what_if", "vqa", after,
+    )  # fmt: skip

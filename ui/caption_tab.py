@@ -10,6 +10,7 @@ from typing import Any
 import gradio as gr
 
 from . import controls, formatting
+from . import what_if as what_ifs
 from .check_caption import CheckSection
 from .decoding import DecodingControls, decoding_options
 from .errors import friendly
@@ -58,21 +59,6 @@ def caption(
     )
 
 
-def _forced_word(services: Services, model: str, token, word: str) -> list[int]:
-    """Token ids for the word put at a position: one of the model's alternatives there (by its wordpiece,
-    e.g. "##s"), else the wordpieces the tokenizer reads the typed word as."""
-    word = (word or "").strip()
-    if not word:
-        raise ValueError("type a word, or pick one of the alternatives, to put at that position")
-    for name, token_id in zip((a for a, _ in token.alternatives), token.alternative_ids, strict=False):
-        if name == word:
-            return [int(token_id)]
-    ids = services.engine.token_ids(word, model)
-    if not ids:
-        raise ValueError(f"the tokenizer reads no word in {word!r}")
-    return ids
-
-
 def what_if(
     services: Services,
     image_path: str | None,
@@ -81,6 +67,7 @@ def what_if(
     decoding: list[Any],
     position: float | None,
     word: str,
+    heatmaps: bool = False,
     progress: Callable[..., Any] | None = None,
 ) -> tuple:
     """What if caption 1 had another word at ``position``? The model writes caption 1 again (the image
@@ -90,32 +77,21 @@ def what_if(
     Args:
         position: 1-based, as in the token table.
         word: one of the alternatives listed at that position (its wordpiece), or any typed word.
+        heatmaps: also explain the new caption's words (its maps go to the heatmap viewer).
 
     Returns:
-        (original vs what-if table, the new caption's token highlights, its token table, summary markdown)
+        (original vs what-if table, the new caption's token highlights, its token table, summary markdown,
+        heatmap state)
     """
     options = decoding_options(*decoding)
     image = services.prepare(image_path, model, "Captioning", progress)
     original = services.engine.caption(image, model=model, prompt=prompt or "", options=options)
     best = original.captions[0]
-    if position is None or not 1 <= int(position) <= len(best.tokens):
-        raise ValueError(f"position must be between 1 and {len(best.tokens)} (got {position})")
-    index = int(position) - 1
-    forced = [t.token_id for t in best.tokens[:index]] + _forced_word(
-        services, model, best.tokens[index], word
+    forced = what_ifs.forced_ids(services, model, best, position, word)
+    changed = services.engine.caption(
+        image, model=model, prompt=prompt or "", options=options, forced=forced, explain_tokens=bool(heatmaps)
     )
-    changed = services.engine.caption(image, model=model, prompt=prompt or "", options=options, forced=forced)
-    new = changed.captions[0]
-    rows = [
-        ["original", best.text, round(best.score, 4)],
-        [f"what if token {index + 1} were {word.strip()!r}", new.text, round(new.score, 4)],
-    ]
-    summary = formatting.summary(changed, formatting.decoding_text(changed.decoding))
-    summary = (
-        f"**Forced:** the first {new.forced} token(s) (their probabilities are teacher-forced); "
-        f"the model chose the rest.\n\n{summary}"
-    )
-    return rows, formatting.token_highlights(new), formatting.token_rows(new), summary
+    return what_ifs.outcome(image, best, changed, changed.captions[0], position, word)
 
 
 def beam_tree(
@@ -175,30 +151,7 @@ def build(services: Services, image: gr.Image, after: Callable[[Any], Any]) -> N
             label="Alternatives (click a row to try one of them below)",
             elem_id="caption-token-table",
         )
-    with gr.Accordion("What if? Put another word at one position", open=True):
-        gr.Markdown(
-            "Pick a position from the token table and one of its alternatives (or type any word): "
-            "the model keeps the tokens before it, puts your word there, and continues with the same "
-            "decoding settings."
-        )
-        with gr.Row():
-            position = controls.number(
-                value=1, precision=0, minimum=1, maximum=100, label="Position (# in the token table)"
-            )
-            word = gr.Textbox(label="Word to put there", placeholder="e.g. blue", elem_id="whatif-word")
-            alternatives = gr.Radio(
-                [], label="Alternatives at that position (click one)", elem_id="whatif-alternatives"
-            )
-            what_if_run = gr.Button("What if?", elem_id="whatif-run")
-        compared = gr.Dataframe(
-            headers=["", "caption", "score"], interactive=False, label="Original and what-if",
-            elem_id="whatif-table",
-        )  # fmt: skip
-        what_if_summary = gr.Markdown(elem_id="whatif-summary")
-        what_if_tokens = gr.HighlightedText(label="The what-if caption's tokens", elem_id="whatif-tokens")
-        what_if_table = gr.Dataframe(
-            headers=["#", "token", "probability", "top alternatives"], interactive=False, label="Alternatives"
-        )
+    what_if_section = what_ifs.WhatIfSection("whatif", "caption")
     with gr.Accordion("Beam search tree: which paths did the search keep?", open=False):
         with gr.Row():
             show_pruned = gr.Checkbox(value=True, label="Also draw the pruned candidates")
@@ -250,42 +203,18 @@ def build(services: Services, image: gr.Image, after: Callable[[Any], Any]) -> N
     )
     checker.connect(services, image, model, prompt, heatmaps, captions, event, state, raw, after)
 
-    def pick_row(table, evt: gr.SelectData):
-        """A click on the token table: that row's position, and its alternatives to choose from."""
-        row = evt.index[0] if isinstance(evt.index, list | tuple) else evt.index
-        data = table.values.tolist() if hasattr(table, "values") else list(table)
-        if not 0 <= int(row) < len(data):
-            return gr.update(), gr.update()
-        listed = str(data[row][3] or "")
-        names = [part.rsplit(" ", 1)[0] for part in listed.split(", ") if part]
-        return int(data[row][0]), gr.update(choices=names, value=None)
-
-    token_table.select(
-        pick_row,
-        inputs=[token_table],
-        outputs=[position, alternatives],
-        api_visibility="private",
-        queue=False,
-    )
-    alternatives.input(lambda chosen: chosen or "", inputs=[alternatives], outputs=[word],
-                       api_visibility="private", queue=False)  # fmt: skip
-
     @friendly
     def what_if_handler(
         image, model, prompt, position, word, decoding, beams, top_p, top_k, temperature, min_new_tokens,
-        max_new_tokens, repetition_penalty, length_penalty, no_repeat_ngram_size, count, seed,
+        max_new_tokens, repetition_penalty, length_penalty, no_repeat_ngram_size, count, seed, heatmaps=True,
         progress=gr.Progress(),
     ):  # fmt: skip
         values = [decoding, beams, top_p, top_k, temperature, min_new_tokens, max_new_tokens,
                   repetition_penalty, length_penalty, no_repeat_ngram_size, count, seed]  # fmt: skip
-        return what_if(services, image, model, prompt, values, position, word, progress)
+        return what_if(services, image, model, prompt, values, position, word, heatmaps, progress)
 
-    event = what_if_run.click(
-        services.gpu(what_if_handler),
-        inputs=[image, model, prompt, position, word, *decoding_controls.inputs],
-        outputs=[compared, what_if_tokens, what_if_table, what_if_summary],
-        api_name="what_if",
-        concurrency_id="caption",
-        concurrency_limit=1,
-    )
-    after(event)
+    what_if_section.connect(
+        services, token_table, what_if_handler,
+        [image, model, prompt, what_if_section.position, what_if_section.word, *decoding_controls.inputs, heatmaps],
+        state, "what_if", "caption", after,
+    )  # fmt: skip

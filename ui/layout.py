@@ -4,7 +4,18 @@ from __future__ import annotations
 
 import gradio as gr
 
-from . import about_tab, ask_tab, batch_tab, caption_tab, controls, match_tab, search_tab, tools, zeroshot_tab
+from . import (
+    about_tab,
+    ask_tab,
+    batch_tab,
+    caption_tab,
+    compare_tab,
+    controls,
+    match_tab,
+    search_tab,
+    tools,
+    zeroshot_tab,
+)
 from .services import Services
 from .status import status_text
 
@@ -63,6 +74,8 @@ def build_app(services: Services) -> gr.Blocks:
                 match_tab.build(services, image, after, MATCH_EXAMPLES)
             with gr.Tab("Zero-shot", id="zeroshot", elem_id="zeroshot-panel"):
                 zeroshot_tab.build(services, image, after, ZEROSHOT_EXAMPLES)
+            with gr.Tab("Compare", id="compare", elem_id="compare-panel"):
+                compare_tab.build(services, image, after)
             with gr.Tab("Search", id="search", elem_id="search-panel"):
                 search_tab.build(services, after)
             with gr.Tab("Batch", id="batch", elem_id="batch-panel"):

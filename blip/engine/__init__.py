@@ -9,6 +9,7 @@ captioning.py  answering.py  matching.py: the tasks, one module each (captioning
 embedding.py   unit-length image and text vectors (retrieval or BlipModel checkpoints), batched
 searching.py   a collection indexed by its vectors, ranked for a text or a picture, ITM re-rank
 classroom.py   a caption's check and likelihood, vision rollout, the tokenizer's view of a text
+comparing.py   two settings of a task side by side, and what differs (words, scores, maps)
 engine.py      ``Engine``: every task in one object
 """
 

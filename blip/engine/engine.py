@@ -17,11 +17,14 @@ from __future__ import annotations
 from .answering import Answering
 from .captioning import Captioning
 from .classroom import Classroom
+from .comparing import Comparing
 from .matching import Matching
 from .searching import Searching
 
 
-class Engine(Classroom, Captioning, Answering, Matching, Searching):  # Searching builds on Embedding
+class Engine(
+    Classroom, Comparing, Captioning, Answering, Matching, Searching
+):  # Searching builds on Embedding
     """Loads models on first use and runs caption / answer / match / classify, searches, and the
     classroom's questions (check a caption, a caption's likelihood, vision rollout).
 
