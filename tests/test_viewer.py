@@ -49,7 +49,7 @@ def test_each_kind_opens_on_its_measured_layer(caption_state, monkeypatch):
     maps = caption_state["texts"][0][1]
     menus = HeatmapViewer.menus(caption_state)
     assert menus[2]["value"] == ALL  # the mean won the pointing game for the demo models
-    assert "mean over layers" in menus[2]["info"] and "measured best" in menus[2]["info"]
+    assert "mean over layers" in menus[2]["info"] and "pointed best" in menus[2]["info"]
     # Whatever the table says is what the viewer opens on, per kind of map.
     monkeypatch.setitem(layers.DEFAULT_LAYERS, ("caption", "gradcam"), {maps.num_layers: 1})
     chosen = HeatmapViewer.layer_for_kind(caption_state, 0, "Grad-CAM")
@@ -69,9 +69,7 @@ def test_rollout_view_shows_the_engines_rollout_for_any_tab(services, viewer, ca
         main, gallery, note = viewer.render(state, 0, 0, ALL, ALL, ROLLOUT, 1.0, "gray", 0.0)
         expected = services.engine.vision_rollout(image, model=model).maps
         assert f"`{model}`" in note and "every word" in note
-        assert [label for _, label in gallery] == [
-            f"after vision layer {i + 1}" for i in range(len(expected))
-        ]
+        assert [label for _, label in gallery] == [f"vision layer {i + 1}" for i in range(len(expected))]
         np.testing.assert_allclose(
             state["rollout"][0], expected, atol=1e-5
         )  # the same maps, each a distribution

@@ -57,9 +57,16 @@ def default_layer(maps, kind: str) -> tuple[int, str]:
     kind = kind if kind in maps.kinds() else "attention"
     layer = maps.default_layer(kind)
     where = "the mean over layers" if layer is None else f"layer {layer + 1}"
-    measured = "measured best" if layer is None or maps.num_layers < 12 else "LAVIS's choice"
     name = "Grad-CAM" if kind == "gradcam" else "attention"
-    info = f"Opens on {where}: the {measured} for {name} maps of this model (see the About tab)."
+    # As blip/explain/layers.py records: the demo models' depth was measured with the pointing game;
+    # the 12-layer real models could not be, and open on LAVIS's block or the mean.
+    if maps.num_layers < 12:
+        why = f"it pointed best at the named shape for {name} maps (pointing game on the demo models)"
+    elif layer is not None:
+        why = f"the block LAVIS's BLIP demo explains with {name}"
+    else:
+        why = "not measured for this model's depth, so the mean, which hides no layer"
+    info = f"Opens on {where}: {why}. See the About tab."
     return (ALL if layer is None else layer), info
 
 

@@ -28,7 +28,7 @@ ROLLOUT_NOTE = (
     "**Attention rollout of `{model}`'s vision tower**{fallback}: where the class token (the picture's "
     "summary vector) gathered its information, through all {layers} layers at once (Abnar & Zuidema, "
     "2020). The image encoder reads the picture before any text, so this map is the same for every "
-    "word; word, layer and head do not apply. The gallery shows the rollout after each layer."
+    "word; word, layer and head do not apply. The gallery shows the rollout after each vision layer."
 )
 
 
@@ -204,7 +204,7 @@ class HeatmapViewer:
             return (
                 main,
                 [
-                    (self._draw(small, heat, opacity, colormap, blur), f"after vision layer {i + 1}")
+                    (self._draw(small, heat, opacity, colormap, blur), f"vision layer {i + 1}")
                     for i, heat in enumerate(rolled)
                 ],
                 note,
