@@ -34,15 +34,17 @@ MATCH_EXAMPLES = [
     ["a small red circle in the centre\na small blue circle in the centre\na small red star in the centre"],
     ["a cat lying on a blanket\na cup of coffee\na rocket taking off"],
 ]
-CACHE_SECONDS = (30 * 60, 60 * 60)  # (how often, older than): Gradio's delete_cache
+# Gradio's delete_cache (how often, older than): two hours, the age at which ui/collection.py also takes a
+# work folder to belong to a session that has ended (a Search index may still open its uploads until then).
+CACHE_SECONDS = (30 * 60, 2 * 60 * 60)
 ZEROSHOT_EXAMPLES = [["circle, square, triangle, star", "a {}"], ["red, green, blue, yellow", "a {} shape"],
                      ["cat, dog, coffee, rocket, astronaut", "a picture of a {}"]]  # fmt: skip
 
 
 def build_app(services: Services) -> gr.Blocks:
     """Build the Blocks app over ``services`` (nothing is loaded until a request needs it)."""
-    # Uploads, webcam photos and drawings live only in Gradio's temporary cache: files older than an hour
-    # are deleted every half hour, and the whole cache when the server stops (examples are kept).
+    # Uploads, webcam photos and drawings live only in Gradio's temporary cache: files older than two
+    # hours are deleted every half hour, and the whole cache when the server restarts (examples are kept).
     with gr.Blocks(title="BLIP Explorer", analytics_enabled=False, delete_cache=CACHE_SECONDS) as app:
         gr.Markdown(INTRO)
         status = gr.Markdown(status_text(services), elem_id="status")
