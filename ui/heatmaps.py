@@ -37,6 +37,7 @@ class HeatmapViewer:
 
     def __init__(self, services: Services, open_by_default: bool = True):
         self.services = services
+        self.rollout_fn = services.gpu(rollout_maps)  # wrapped once, at build time (ZeroGPU wants that)
         with gr.Accordion("Where did the model look? (heatmaps)", open=open_by_default):
             with gr.Row():
                 self.text = gr.Dropdown(label="Text", choices=[], interactive=True, scale=2)
@@ -161,7 +162,8 @@ class HeatmapViewer:
         return self.services.overlay(image, heat, opacity=float(opacity), **style)
 
     def _rollout(self, state: dict) -> tuple:
-        maps, model, fallback = self.services.gpu(rollout_maps)(self.services, state)
+        compute = getattr(self, "rollout_fn", rollout_maps)  # unwrapped for a viewer built without components
+        maps, model, fallback = compute(self.services, state)
         return maps, ROLLOUT_NOTE.format(model=model, fallback=fallback, layers=len(maps))
 
     def render_word(self, state, text, word, layer, head, kind, opacity, colormap=None, blur=0.0) -> tuple:
