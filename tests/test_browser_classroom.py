@@ -7,10 +7,13 @@ word or the rollout), not on the demo models' exact words, which retraining may 
 from __future__ import annotations
 
 import pytest
-import test_browser
+from live_app import running_app
 from test_browser import (
+    CHROMIUM,
+    FLAGS,
     RUN_TIMEOUT,
     SHOTS,
+    _playwright,
     heatmap_shown,
     load_example,
     no_error_toast,
@@ -20,7 +23,23 @@ from test_browser import (
 )
 
 pytestmark = pytest.mark.browser
-page = test_browser.page  # the fixture: a browser page over ``python app.py --offline-demo``
+# Chromium's stand-in camera (a moving test pattern) and no permission prompt, for the webcam test.
+FAKE_CAMERA = ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"]
+
+
+@pytest.fixture(scope="module")
+def page(tmp_path_factory):
+    sync_playwright = _playwright()
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    log = tmp_path_factory.mktemp("app") / "app.log"
+    with running_app("--offline-demo", log=log) as url, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS + FAKE_CAMERA, headless=True)
+        context = browser.new_context(viewport={"width": 1280, "height": 1600}, permissions=["camera"])
+        page = context.new_page()
+        page.goto(url)
+        page.locator("#shared-image").wait_for()
+        yield page
+        browser.close()
 
 
 def _shot(page, name: str) -> None:
@@ -83,6 +102,27 @@ def test_a_sketch_drawn_with_the_mouse_is_captioned(page):
     heatmap_shown(page, "#caption-panel")
     no_error_toast(page)
     _shot(page, "sketch-captioned")
+
+
+def test_a_webcam_photo_is_taken_unmirrored_and_captioned(page):
+    mirrored = page.evaluate(  # the setting the browser got for the shared image's webcam
+        "() => window.gradio_config.components.find(c => c.props.elem_id === 'shared-image')"
+        ".props.webcam_options.mirror"
+    )
+    assert mirrored is False
+    before = page.locator("#shared-image img").first.get_attribute("src") if _has_image(page) else None
+    page.locator("#shared-image button[aria-label='Capture from camera']").first.click()
+    page.get_by_text("Click to Access Webcam").click()
+    page.locator("#shared-image button[aria-label='capture photo']").first.click(timeout=RUN_TIMEOUT)
+    page.wait_for_function(
+        "([b]) => { const e = document.querySelector('#shared-image img'); return !!e && e.getAttribute('src') !== b; }",
+        arg=[before],
+        timeout=RUN_TIMEOUT,
+    )
+    assert caption_now(page)  # the photo is the shared image, and the model captions it
+    no_error_toast(page)
+    _shot(page, "webcam-captioned")
+    page.locator("#shared-image button[aria-label='Upload file']").first.click()  # back to uploads
 
 
 def test_about_lesson_exercise_1_words_gradcam_and_rollout(page):
