@@ -19,6 +19,7 @@ from ui import Services, caption_tab, match_tab
 from ui.drawing import flatten
 from ui.heatmap_state import ALL, ROLLOUT, default_layer
 from ui.heatmaps import HeatmapViewer
+from ui.rollout_api import rollout
 
 pytestmark = pytest.mark.unit
 
@@ -117,3 +118,14 @@ def test_a_drawing_becomes_an_rgb_picture_on_white_paper():
         flatten({"composite": Image.new("RGBA", (8, 8), (0, 0, 0, 0))})
     with pytest.raises(ValueError, match="draw something"):
         flatten(None)
+
+
+def test_the_rollout_endpoint_handler_is_the_engines_rollout_over_the_picture(services):
+    picture, raw = rollout(services, TWO_SHAPES, "vqa-base", 1.0, "gray", 0.0)
+    expected = services.engine.vision_rollout(Image.open(TWO_SHAPES), model="vqa-base")
+    np.testing.assert_allclose(np.asarray(raw["maps"]), expected.maps, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(raw["maps"]).sum(axis=(1, 2)), 1.0, atol=1e-5)
+    drawn = render.overlay(Image.open(TWO_SHAPES), expected.grid_map(), opacity=1.0, colormap="gray")
+    assert picture.size == drawn.size and np.abs(np.asarray(picture, int) - np.asarray(drawn, int)).max() <= 2
+    with pytest.raises(ValueError, match="upload an image"):
+        rollout(services, None, "vqa-base")

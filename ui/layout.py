@@ -12,6 +12,7 @@ from . import (
     controls,
     drawing,
     match_tab,
+    rollout_api,
     search_tab,
     tools,
     zeroshot_tab,
@@ -90,6 +91,7 @@ def build_app(services: Services) -> gr.Blocks:
             with gr.Tab("About", id="about", elem_id="about-panel"):
                 about_tab.build()
         tools.build(services)  # text-first endpoints for assistants (MCP) and programs; not on the page
+        rollout_api.build(services)  # /rollout for programs; the viewer shows it on the page
         app.load(lambda: status_text(services), outputs=status, api_visibility="private", queue=False)
     tools.keep_tabs_out_of_mcp(app)
     return app
