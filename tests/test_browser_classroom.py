@@ -112,17 +112,24 @@ def test_a_webcam_photo_is_taken_unmirrored_and_captioned(page):
     assert mirrored is False
     before = page.locator("#shared-image img").first.get_attribute("src") if _has_image(page) else None
     page.locator("#shared-image button[aria-label='Capture from camera']").first.click()
-    page.get_by_text("Click to Access Webcam").click()
-    page.locator("#shared-image button[aria-label='capture photo']").first.click(timeout=RUN_TIMEOUT)
-    page.wait_for_function(
-        "([b]) => { const e = document.querySelector('#shared-image img'); return !!e && e.getAttribute('src') !== b; }",
-        arg=[before],
-        timeout=RUN_TIMEOUT,
-    )
-    assert caption_now(page)  # the photo is the shared image, and the model captions it
-    no_error_toast(page)
-    _shot(page, "webcam-captioned")
-    page.locator("#shared-image button[aria-label='Upload file']").first.click()  # back to uploads
+    try:
+        page.get_by_text("Click to Access Webcam").click()
+        page.wait_for_function(  # the stand-in camera is streaming frames
+            "() => { const v = document.querySelector('#shared-image video'); return !!v && v.readyState >= 2; }",
+            timeout=RUN_TIMEOUT,
+        )
+        page.locator("#shared-image button[aria-label='capture photo']").first.click(timeout=RUN_TIMEOUT)
+        page.wait_for_function(  # the photo is shown from the server: its upload has finished
+            "([b]) => { const e = document.querySelector('#shared-image img');"
+            " return !!e && e.getAttribute('src') !== b && e.src.includes('file='); }",
+            arg=[before],
+            timeout=RUN_TIMEOUT,
+        )
+        assert caption_now(page)  # the photo is the shared image, and the model captions it
+        no_error_toast(page)
+        _shot(page, "webcam-captioned")
+    finally:
+        page.locator("#shared-image button[aria-label='Upload file']").first.click()  # back to uploads
 
 
 def test_about_lesson_exercise_1_words_gradcam_and_rollout(page):
