@@ -21,7 +21,7 @@ from blip.loading.uploads import open_upload
 from ui import ask_tab, batch_tab, caption_tab, check_caption, match_tab, tool_text, zeroshot_tab
 from ui.decoding import BEAM, DECODINGS, GREEDY, NUCLEUS, TOP_K, decoding_options
 from ui.errors import friendly
-from ui.heatmaps import ALL, HeatmapViewer
+from ui.heatmaps import ALL, KINDS, HeatmapViewer
 from ui.services import Services
 from ui.status import status_text
 
@@ -245,7 +245,7 @@ def test_heatmap_viewer_draws_the_chosen_map(services):
     viewer = HeatmapViewer.__new__(HeatmapViewer)  # the drawing logic, without building components
     viewer.services = services
     menus = HeatmapViewer.menus(state)
-    assert menus[4] == {"__type__": "update", "choices": ["Attention", "Grad-CAM"], "value": "Attention"}
+    assert menus[4] == {"__type__": "update", "choices": [*KINDS], "value": "Attention"}
     assert menus[2]["value"] == ALL
     words = [w.text for w in state["texts"][0][1].words]
     circle = words.index("circle")

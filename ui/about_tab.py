@@ -1,8 +1,85 @@
-"""About tab: how BLIP works and how to read what the app shows, written for a classroom."""
+"""About tab: a guided lesson of three exercises, then how BLIP works and how to read what the app shows,
+written for a classroom."""
 
 from __future__ import annotations
 
 import gradio as gr
+
+LESSON = """\
+## A lesson in three exercises
+
+Each takes about five minutes on the bundled examples (the pictures above the tabs). They work with the
+offline demo model as well as with the real BLIP: the demo model knows only coloured shapes, so on it use
+the **Shapes** examples.
+
+### Exercise 1: where does the model look for each word?
+
+1. Click the second shapes example (a large blue circle at the top, a small green triangle at the
+   bottom), open the **Caption** tab and press **Caption**.
+2. Scroll to **Where did the model look?** and move the **Word by word** slider through the caption.
+   *Look for*: does the map jump to the circle on "circle" and to the triangle on "triangle"? Where is it
+   on "a", "the" or "at"?
+3. Switch **Map** to **Grad-CAM**, then to **Rollout (vision tower)**.
+   *Look for*: Grad-CAM keeps only the attention that changed the word's probability, so it is usually
+   tighter. The rollout is the same for every word: it is what the image encoder gathered into its
+   summary vector before any text was written.
+
+*What it shows*: the caption decoder reads the picture again for every word it writes (cross-attention),
+and the words that name things are the ones that look at them. The image encoder on its own has no idea
+which word comes next.
+
+### Exercise 2: change a word and watch
+
+1. Click the first shapes example (a small red circle in the centre) and press **Caption**.
+2. In the **Alternatives** table click the row of the word "red", then one of its alternatives (say
+   "blue"), and press **What if?**.
+   *Look for*: the model keeps the words before it, takes yours, and carries on. Does it still say
+   "circle"? How much lower is the new caption's score than the original's?
+3. Open **Check a caption**, type the what-if caption and press **Check**.
+   *Look for*: the matcher (a separate model) judges it against the picture: a wrong colour should get a
+   low match probability, and the captioner a high perplexity.
+4. Open **Beam search tree** (decoding: Beam search) and draw it: which paths did the search keep, and
+   where did your word rank?
+
+*What it shows*: a caption is written one token at a time, each choice conditioned on the ones before;
+forcing one word shows how much of the rest depends on it, and two different models can disagree.
+
+### Exercise 3: draw it
+
+1. Open **Draw a picture (sketchpad)**, pick the brush (left of the canvas) and a colour, and draw one
+   shape: a filled red circle, a blue square, a green triangle. Press **Use this drawing**.
+2. **Caption** it; then in **Ask**, ask "what colour is the shape?"; in **Match**, score "a red circle"
+   against "a blue square".
+   *Look for*: did the model name your shape and colour? Slide through the words in the heatmap viewer:
+   does "circle" look at your strokes? Draw it smaller, in a corner, or as an outline only, and caption
+   again.
+
+*What it shows*: a model knows what it was trained on. Drawings that look like its training pictures are
+read well; change one thing at a time and see which change breaks it. (A webcam photo works the same way:
+the camera icon under the shared image.)
+
+## Which layer a heatmap opens on, and why
+
+A heatmap can show one text layer or the mean over layers. The viewer opens each kind of map on the
+layer that *pointed* best, measured with the **pointing game**: on held-out pictures of two shapes, does
+the map's hottest patch fall on the shape the word names? (`scripts/pointing_layers.py --count 200` on the
+demo models, which have 3 text layers; the figures are in `blip/explain/layers.py`.)
+
+| map | layer 1 | layer 2 | layer 3 | mean of layers | opens on |
+|---|---|---|---|---|---|
+| caption, attention | 88.8% | 96.6% | 93.5% | **98.7%** | mean |
+| caption, Grad-CAM | 72.9% | 89.3% | 89.1% | **96.4%** | mean |
+| match, attention | 100% | 100% | 100% | **100%** | mean (a tie goes to the mean) |
+| match, Grad-CAM | 98.8% | 99.2% | 0.0% | **99.8%** | mean |
+
+The mean wins for every kind: single layers each miss some words that another layer gets right, and
+averaging keeps what they agree on. The match model's last layer scores 0% under Grad-CAM because its
+match head reads only the first token's final state, so no other word's last cross-attention can change
+the score. For the real 12-layer models nothing could be measured here; the match model's Grad-CAM opens
+on layer 7, the block LAVIS's BLIP demo explains, and the rest on the mean. The **Layer** menu's note says
+which default you are looking at.
+"""
+
 
 ABOUT = """\
 ## How BLIP works
@@ -57,4 +134,5 @@ and stars. It describes shape pictures well and anything else badly: try the sha
 
 
 def build() -> None:
+    gr.Markdown(LESSON, elem_id="about-lesson")
     gr.Markdown(ABOUT)

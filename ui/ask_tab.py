@@ -71,7 +71,7 @@ def ask(
         rows,
         highlights,
         formatting.summary(result, what_ran),
-        explained(image, texts),
+        explained(image, texts, model=model),
         result.to_dict(),
     )
 

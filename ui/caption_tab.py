@@ -47,7 +47,9 @@ def caption(
     best = result.captions[0]
     summary = formatting.summary(result, formatting.decoding_text(result.decoding))
     state = explained(
-        image, [(f"caption {i + 1}: {c.text}", c.heatmaps) for i, c in enumerate(result.captions)]
+        image,
+        [(f"caption {i + 1}: {c.text}", c.heatmaps) for i, c in enumerate(result.captions)],
+        model=model,
     )
     return (
         rows,

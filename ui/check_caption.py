@@ -55,6 +55,7 @@ def check(
             (f"captioner reading: {likely.text}", likely.heatmaps),
             (f"matcher reading: {verdict.text}", verdict.heatmaps),
         ],
+        model=caption_model,  # the rollout view explains the captioner's vision tower
     )
     summary = formatting.summary(verdict) + (  # the offline-demo banner once, then the second timing
         f"\n\n**Time (likelihood):** {formatting.timing_text(likely.timings, likely.image_cached)}"

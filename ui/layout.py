@@ -11,7 +11,9 @@ from . import (
     caption_tab,
     compare_tab,
     controls,
+    drawing,
     match_tab,
+    rollout_api,
     search_tab,
     tools,
     zeroshot_tab,
@@ -22,7 +24,8 @@ from .status import status_text
 INTRO = """\
 # BLIP Explorer
 Caption an image, ask about it, score texts against it and classify it zero-shot with Salesforce's BLIP,
-and see **where the model looked** for every word. Upload a picture once: those four tabs share it.
+and see **where the model looked** for every word. Upload a picture once (or take one with the webcam,
+or draw one on the sketchpad): those four tabs share it.
 Search and Batch take many pictures of your own.
 """
 
@@ -33,13 +36,18 @@ MATCH_EXAMPLES = [
     ["a small red circle in the centre\na small blue circle in the centre\na small red star in the centre"],
     ["a cat lying on a blanket\na cup of coffee\na rocket taking off"],
 ]
+# Gradio's delete_cache (how often, older than): two hours, the age at which ui/collection.py also takes a
+# work folder to belong to a session that has ended (a Search index may still open its uploads until then).
+CACHE_SECONDS = (30 * 60, 2 * 60 * 60)
 ZEROSHOT_EXAMPLES = [["circle, square, triangle, star", "a {}"], ["red, green, blue, yellow", "a {} shape"],
                      ["cat, dog, coffee, rocket, astronaut", "a picture of a {}"]]  # fmt: skip
 
 
 def build_app(services: Services) -> gr.Blocks:
     """Build the Blocks app over ``services`` (nothing is loaded until a request needs it)."""
-    with gr.Blocks(title="BLIP Explorer", analytics_enabled=False) as app:
+    # Uploads, webcam photos and drawings live only in Gradio's temporary cache: files older than two
+    # hours are deleted every half hour, and the whole cache when the server restarts (examples are kept).
+    with gr.Blocks(title="BLIP Explorer", analytics_enabled=False, delete_cache=CACHE_SECONDS) as app:
         gr.Markdown(INTRO)
         status = gr.Markdown(status_text(services), elem_id="status")
 
@@ -51,12 +59,15 @@ def build_app(services: Services) -> gr.Blocks:
             # The handlers open the upload themselves, to say what is wrong with a bad file.
             image = controls.image_path(
                 image_mode=None,  # keep the file as uploaded: the engine converts colour modes itself
-                sources=["upload", "clipboard"],
+                sources=["upload", "webcam", "clipboard"],
+                webcam_options=gr.WebcamOptions(mirror=False),  # the photo as the camera saw it, upright
+                format="png",  # a drawing handed back as a picture stays lossless
                 label="Image (shared by every tab)",
                 height=320,
                 elem_id="shared-image",
             )
             with gr.Column():
+                drawing.build(image)
                 for key, (title, paths) in services.examples.items():
                     gr.Examples(
                         [[p] for p in paths],
@@ -83,6 +94,7 @@ def build_app(services: Services) -> gr.Blocks:
             with gr.Tab("About", id="about", elem_id="about-panel"):
                 about_tab.build()
         tools.build(services)  # text-first endpoints for assistants (MCP) and programs; not on the page
+        rollout_api.build(services)  # /rollout for programs; the viewer shows it on the page
         app.load(lambda: status_text(services), outputs=status, api_visibility="private", queue=False)
     tools.keep_tabs_out_of_mcp(app)
     return app

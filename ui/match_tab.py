@@ -46,7 +46,7 @@ def match(
         image, lines, model=model, first_token=first_token, explain_words=bool(heatmaps)
     )
     rows = [[r.text, round(r.itm_probability, 4), round(r.itc_cosine, 4)] for r in result.rows]
-    state = explained(image, [(r.text, r.heatmaps) for r in result.rows])
+    state = explained(image, [(r.text, r.heatmaps) for r in result.rows], model=model)
     return rows, formatting.summary(result), state, result.to_dict()
 
 

@@ -251,7 +251,7 @@ def explain(
     row = result.rows[0]
     note = (f"**{name}** for “{row.text}”: ITM probability {row.itm_probability:.3f}, ITC cosine "
             f"{row.itc_cosine:.3f}. The heatmaps below show where the model looked for each word.")  # fmt: skip
-    return name, explained(image, [(row.text, row.heatmaps)]), note
+    return name, explained(image, [(row.text, row.heatmaps)], model=found.model), note
 
 
 def build(services: Services, after: Callable[[Any], Any]) -> None:

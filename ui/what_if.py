@@ -69,7 +69,7 @@ def outcome(
         f"**Forced:** the first {new.forced} token(s) (their probabilities are teacher-forced); "
         f"the model chose the rest.\n\n{summary}"
     )
-    state = explained(image, [(f"what if: {new.text}", new.heatmaps), *texts])
+    state = explained(image, [(f"what if: {new.text}", new.heatmaps), *texts], model=changed.model)
     return rows, formatting.token_highlights(new), formatting.token_rows(new), summary, state
 
 

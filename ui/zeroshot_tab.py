@@ -74,7 +74,7 @@ def classify(
     if result.scoring != "itm":
         scoring_text += f", temperature {result.temperature:g}"
     summary = formatting.summary(result, f"{scoring_text}; prompts like “{prompts[0][0]}”", "Scoring")
-    return probabilities, rows, summary, explained(image, prompts), result.to_dict()
+    return probabilities, rows, summary, explained(image, prompts, model=model), result.to_dict()
 
 
 def build(
