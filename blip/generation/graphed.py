@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import threading
 import weakref
 from collections import OrderedDict
@@ -60,12 +61,13 @@ def cuda_graph_capture(step: Callable[[], tuple]) -> tuple[Callable[[], None], t
 
 def wants_static(encoder_states: torch.Tensor, options: DecodingOptions) -> bool:
     """Whether this request decodes through the static cache: greedy with a cache, and either asked
-    for (``options.static_cache``) or, by default, on CUDA."""
+    for (``options.static_cache``) or, by default, on CUDA unless ``BLIP_CUDA_GRAPHS=0`` (the app
+    sets that on ZeroGPU, where each call may run in a new worker process)."""
     if options.strategy != "greedy" or not options.use_cache:
         return False
     if options.static_cache is not None:
         return options.static_cache
-    return encoder_states.is_cuda
+    return encoder_states.is_cuda and os.environ.get("BLIP_CUDA_GRAPHS", "1") != "0"
 
 
 class _Runner:
