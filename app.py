@@ -59,13 +59,25 @@ def local_models(specs: list[str]) -> dict[str, Path]:
     return found
 
 
-def gpu_decorator():
-    """``spaces.GPU`` on a ZeroGPU Space (the package is importable there), else nothing."""
+def on_zerogpu() -> bool:
+    """Whether this is a ZeroGPU Space (which sets ``SPACES_ZERO_GPU``; the ``spaces`` package reads it)."""
+    return os.environ.get("SPACES_ZERO_GPU", "").lower() in ("1", "t", "true")
+
+
+def gpu_decorator(loaded=None):
+    """Wraps the handlers that run models: ``spaces.GPU`` with a duration sized from each request
+    where the ``spaces`` package is importable (it does nothing off ZeroGPU), else nothing.
+
+    Args:
+        loaded: () -> names of the loaded models; a request for another one is given time to load it.
+    """
     if importlib.util.find_spec("spaces") is None:
         return lambda fn: fn
     import spaces
 
-    return spaces.GPU
+    from ui.gpu_time import duration_for
+
+    return lambda fn: spaces.GPU(duration=duration_for(fn, loaded))(fn)
 
 
 def build(args: argparse.Namespace):
@@ -80,6 +92,13 @@ def build(args: argparse.Namespace):
     from ui import Services, build_app
 
     local = local_models(args.model)
+    zerogpu = on_zerogpu()
+    if zerogpu:
+        # ZeroGPU's documented pattern: models go to "cuda" at start-up, outside the decorated calls
+        # (CUDA is emulated there until a call borrows a GPU). Each call may run in a fresh worker, so
+        # CUDA graphs recorded in one would not be kept: decode eagerly (no torch.compile either).
+        os.environ.setdefault("BLIP_CUDA_GRAPHS", "0")
+        args.device, args.preload = args.device or "cuda", True
     device = args.device or default_device()
     engine = Engine(
         device=device,
@@ -111,7 +130,7 @@ def build(args: argparse.Namespace):
         device=str(device),
         dtype=f"{args.dtype} + int8 linear layers (fast mode)" if args.fast else args.dtype,
         examples=examples,
-        gpu=gpu_decorator(),
+        gpu=gpu_decorator(engine.loaded_models),
         draw_beam_tree=draw_beam_tree,
         colormaps=render.COLORMAPS,
         lavis_blur=render.LAVIS_BLUR,

@@ -17,7 +17,8 @@ from ..loading.uploads import UploadError, open_upload
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 # DecodingOptions fields set by flags of the same name (--top-p), except where FLAGS says; not offered:
-NOT_OFFERED = ("early_stopping", "top_alternatives", "output_attentions", "use_cache", "record_tree")
+NOT_OFFERED = ("early_stopping", "top_alternatives", "output_attentions", "use_cache", "record_tree",
+               "static_cache")  # fmt: skip
 DECODING_FIELDS = tuple(f.name for f in fields(DecodingOptions) if f.name not in NOT_OFFERED)
 FLAGS = {"num_beams": "--beams", "num_sequences": "--num-{count}"}  # --num-captions, --num-answers
 ONLY_FOR = dict.fromkeys(("num_beams", "length_penalty"), "beam")  # flags other strategies would ignore

@@ -22,6 +22,7 @@ from ..loading.tokenizer import PAD_ID, SEP_ID
 from ..model.text import TextLMModel
 from .beam import beam_search
 from .forcing import TeacherForced, check_forced, teacher_forced
+from .graphed import graphed_stepper
 from .logits import process_scores
 from .options import MAX_POSITIONS, DecodingOptions, GeneratedSequence
 from .stepper import RowHistory, Stepper, to_sequence
@@ -78,8 +79,10 @@ def generate_many(
     if prefix is not None and (forced[-1] == SEP_ID or len(forced) == options.max_new_tokens):
         return _forced_only(prefix, prompt_ids[-1], options)
     prompt = torch.tensor([prompt_ids + forced], device=encoder_states.device)
-    stepper = Stepper(decoder, encoder_states, options)
-    with torch.inference_mode():
+    positions = prompt.shape[1] + options.max_new_tokens
+    with torch.inference_mode(), graphed_stepper(decoder, encoder_states, options, positions) as static:
+        # On CUDA, greedy steps replay a recorded graph over a static cache (see graphed.py).
+        stepper = static or Stepper(decoder, encoder_states, options)
         if options.strategy == "beam":
             return beam_search(stepper, prompt, options, prefix)
         return _greedy_or_sample(stepper, prompt, options, prefix)

@@ -35,6 +35,9 @@ class DecodingOptions:
     output_attentions: bool = False  # return cross-attention maps (exact attention path)
     use_cache: bool = True  # False recomputes every position each step (for tests and teaching)
     record_tree: bool = False  # beam search only: keep every step's candidates (see tree.py)
+    # Greedy only: decode through the static cache (graphed.py); None = on CUDA, where it is recorded
+    # as a CUDA graph. True on a CPU runs the same static-cache step eagerly (tests, teaching).
+    static_cache: bool | None = None
 
     def __post_init__(self) -> None:
         def need(ok: bool, name: str, rule: str) -> None:
