@@ -17,7 +17,7 @@ from blip.explain import layers, render
 from blip.loading.uploads import open_upload
 from ui import Services, caption_tab, match_tab
 from ui.drawing import flatten
-from ui.heatmap_state import ALL, ROLLOUT, default_layer
+from ui.heatmap_state import ALL, ROLLOUT, default_layer, prepare_rollout
 from ui.heatmaps import HeatmapViewer
 from ui.rollout_api import rollout
 
@@ -67,6 +67,12 @@ def test_rollout_view_shows_the_engines_rollout_for_any_tab(services, viewer, ca
         (match_tab.match(services, TWO_SHAPES, "itm-base-flickr", "a blue circle", "[ENC]", True)[2], "itm-base-flickr"),
     ):  # fmt: skip
         assert state["model"] == model
+        # Drawing runs no model (only the rollout step does, the one viewer step that asks for a GPU).
+        assert viewer.render({**state, "rollout": None}, 0, 0, ALL, ALL, ROLLOUT, 1.0, "gray", 0.0)[0] is None
+        fresh = {**state, "rollout": None}
+        prepare_rollout(services, fresh, "Attention")  # another kind of map: nothing computed
+        assert fresh["rollout"] is None
+        prepare_rollout(services, state, ROLLOUT)
         main, gallery, note = viewer.render(state, 0, 0, ALL, ALL, ROLLOUT, 1.0, "gray", 0.0)
         expected = services.engine.vision_rollout(image, model=model).maps
         assert f"`{model}`" in note and "every word" in note
@@ -84,6 +90,7 @@ def test_rollout_view_shows_the_engines_rollout_for_any_tab(services, viewer, ca
 
 def test_a_state_without_its_model_names_the_vision_tower_it_used(services, viewer, caption_state):
     state = {**caption_state, "model": None, "rollout": None}
+    prepare_rollout(services, state, ROLLOUT)
     _, note = viewer.render_word(state, 0, 0, ALL, ALL, ROLLOUT, 0.5)
     assert "did not record its model" in note and "`caption-base`" in note
 

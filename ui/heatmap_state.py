@@ -79,6 +79,13 @@ def chosen_maps(state: dict, text, kind: str):
     return maps, chosen, ""
 
 
+def prepare_rollout(services: Services, state: dict | None, kind: str) -> None:
+    """Before the viewer draws the rollout: compute it (once per result, kept in the state). The only
+    viewer step that runs a model, so only it asks for a GPU on ZeroGPU; drawing never does."""
+    if state and KINDS.get(kind) == "rollout":
+        rollout_maps(services, state)
+
+
 def rollout_maps(services: Services, state: dict) -> tuple[Any, str, str]:
     """The rollout maps (layers, rows, columns) of the vision tower that saw this picture, the model's
     name and a note; computed once per result and kept in the state."""
@@ -91,6 +98,6 @@ def rollout_maps(services: Services, state: dict) -> tuple[Any, str, str]:
     cached = state.get("rollout")
     if cached is None or cached[1] != model:
         result = services.engine.vision_rollout(state["model_view"], model=model)
-        cached = (result.maps, model)
-        state["rollout"] = cached  # kept for the next redraw (a new result brings a new state)
-    return cached[0], model, note
+        cached = (result.maps, model, note)
+        state["rollout"] = cached  # kept for the redraws (a new result brings a new state)
+    return cached

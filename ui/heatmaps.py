@@ -7,6 +7,8 @@ What the viewer keeps of a result, and its plain choices, live in :mod:`.heatmap
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import gradio as gr
 
 from .errors import friendly
@@ -18,7 +20,7 @@ from .heatmap_state import (
     explained,
     index,
     menu,
-    rollout_maps,
+    prepare_rollout,
 )
 from .services import Services
 
@@ -37,7 +39,6 @@ class HeatmapViewer:
 
     def __init__(self, services: Services, open_by_default: bool = True):
         self.services = services
-        self.rollout_fn = services.gpu(rollout_maps)  # wrapped once, at build time (ZeroGPU wants that)
         with gr.Accordion("Where did the model look? (heatmaps)", open=open_by_default):
             with gr.Row():
                 self.text = gr.Dropdown(label="Text", choices=[], interactive=True, scale=2)
@@ -89,8 +90,9 @@ class HeatmapViewer:
             self.blur,
         ]
 
-    def connect(self, state: gr.State) -> None:
-        """Refresh the menus when ``state`` changes; redraw when any control changes."""
+    def connect(self, state: gr.State, rollout_step: Callable[[dict | None, str], None]) -> None:
+        """Refresh the menus when ``state`` changes; redraw when any control changes. ``rollout_step``
+        (state, kind) computes the rollout before it is first drawn: the one step that runs a model."""
         outputs = [self.overlay, self.gallery, self.note]
         quiet = {"api_visibility": "private"}
         draw = {"fn": friendly(self.render), "inputs": [state, *self.controls], "outputs": outputs, **quiet}
@@ -117,7 +119,7 @@ class HeatmapViewer:
             outputs=[self.layer],
             queue=False,
             **quiet,
-        ).then(**draw)
+        ).then(friendly(rollout_step), inputs=[state, self.kind], outputs=None, **quiet).then(**draw)
         for control in (self.layer, self.head, self.opacity, self.colormap, self.blur):
             control.input(**draw)
 
@@ -162,8 +164,11 @@ class HeatmapViewer:
         return self.services.overlay(image, heat, opacity=float(opacity), **style)
 
     def _rollout(self, state: dict) -> tuple:
-        compute = getattr(self, "rollout_fn", rollout_maps)  # unwrapped for a viewer built without components
-        maps, model, fallback = compute(self.services, state)
+        """The rollout computed by the viewer's rollout step (``prepare_rollout``): drawing runs no model."""
+        cached = state.get("rollout")
+        if cached is None:
+            return None, "The rollout is not computed yet: choose the Rollout map again."
+        maps, model, fallback = cached
         return maps, ROLLOUT_NOTE.format(model=model, fallback=fallback, layers=len(maps))
 
     def render_word(self, state, text, word, layer, head, kind, opacity, colormap=None, blur=0.0) -> tuple:
@@ -173,6 +178,8 @@ class HeatmapViewer:
         maps, chosen, note = chosen_maps(state, text, kind)
         if chosen == "rollout":
             rolled, note = self._rollout(state)
+            if rolled is None:
+                return None, note
             return self._draw(state["image"], rolled[-1], opacity, colormap, blur), note
         heat = maps.grid_map(word=index(word), layer=index(layer), head=index(head), kind=chosen)
         return self._draw(state["image"], heat, opacity, colormap, blur), note
@@ -203,6 +210,8 @@ class HeatmapViewer:
         small.thumbnail((GALLERY_SIZE, GALLERY_SIZE))
         if chosen == "rollout":
             rolled, _ = self._rollout(state)
+            if rolled is None:
+                return main, [], note
             return (
                 main,
                 [
@@ -238,5 +247,9 @@ def heatmaps_and_raw_result(services: Services) -> tuple[gr.State, gr.JSON]:
     viewer = HeatmapViewer(services)
     with gr.Accordion("Raw result (JSON)", open=False):
         raw = gr.JSON()
-    viewer.connect(state)
+
+    def rollout_step(state: dict | None, kind: str) -> None:  # on the GPU under ZeroGPU; drawing is not
+        prepare_rollout(services, state, kind)
+
+    viewer.connect(state, services.gpu(rollout_step))
     return state, raw
