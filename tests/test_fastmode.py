@@ -120,3 +120,15 @@ def test_bfloat16_mode_heatmaps_use_the_float32_twin(engines):
     caption = fast.caption(open_upload(SHAPES[0]), explain_tokens=True).captions[0]
     assert caption.heatmaps.gradcam is not None
     assert fast.model("caption-base").gradient_model is fast.model("caption-base").explainer
+
+
+def test_the_status_line_reports_the_plan(engines):
+    from ui.services import Services
+    from ui.status import status_text
+
+    def services(engine: Engine) -> Services:
+        return Services(engine=engine, open_image=open_upload, overlay=lambda *a, **k: None, models={})
+
+    full, fast = engines
+    assert "fast mode" not in status_text(services(full))
+    assert "· **fast mode** bfloat16 linear layers (chosen by the caller)" in status_text(services(fast))
