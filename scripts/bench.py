@@ -98,8 +98,8 @@ def vit_matmuls(n: int = 577, d: int = 768, layers: int = 12, heads: int = 12) -
 
 def decoder_pass(decoder: torch.nn.Module) -> Callable[[], None]:
     """One row through every weight a greedy step of ``decoder`` reads (its linear layers, LM head
-    included; the cached cross-attention keys/values not counted), with the fastest one-row kernel
-    PyTorch has here (``blip.kernels.linear.project``: oneDNN's): the float32 floor of a generated token with
+    included; the cached cross-attention keys/values not counted), with the one-row kernel
+    timed fastest here (``blip.kernels.linear.project``): the float32 floor of a generated token with
     PyTorch's kernels, on the model's own weights."""
     layers = []
     for layer in decoder.bert.encoder.layer:
@@ -357,7 +357,9 @@ def main() -> None:
         drift = fast_drift(dirs)
 
     med = {name: tuple(statistics.median(t) if t else None for t in sides) for name, sides in times.items()}
-    kernels = ", ".join(f"{rows} rows: `{name}`" for rows, name in choice.chosen().items())
+    kernels = ", ".join(
+        f"{rows} row{'' if rows == '1' else 's'}: `{name}`" for rows, name in choice.chosen().items()
+    )
     chosen = f"Linear kernels chosen on this CPU by timing them (`blip/kernels/choice.py`): {kernels}.\n\n"
     report = render(med, text_rows, bandwidth, imports, peak, args.runs) + chosen
     report += "\n".join(render_fast(med, drift, fast.fast_mode()))
@@ -511,8 +513,8 @@ def limits(med, text_rows: int, bandwidth: float) -> list[str]:
         f"Floors measured in the same runs: the ViT's matrix multiplies alone ({med[VISION_FLOOR][0] * 1000:.0f} ms); "
         f"one decoder pass, i.e. one row through every weight a greedy step reads "
         f"({DECODER_STEP_BYTES / 1e6:.0f} MB of float32: 12 layers of self- and cross-attention "
-        f"projections and MLP, plus the 30,524-word LM head), {step * 1000:.1f} ms with the fastest "
-        f"one-row kernel PyTorch has here (oneDNN's); and the memory bandwidth (summing a 512 MiB tensor: {bandwidth:.1f} GB/s, "
+        f"projections and MLP, plus the 30,524-word LM head), {step * 1000:.1f} ms with the "
+        f"one-row kernel chosen here by timing; and the memory bandwidth (summing a 512 MiB tensor: {bandwidth:.1f} GB/s, "
         f"which would make that pass {step_memory * 1000:.1f} ms). A target is out of reach when even the "
         "work below, done at the floors with nothing else, would not give its ratio against this run's "
         "reference.",
