@@ -85,8 +85,16 @@ def test_report_rows_ratios_and_verdicts():
     assert "| 1.11x floor | 1.11x floor | <= 1.15x | met |" in vision
     assert "| import (fresh interpreter) | 1000 ms | 3000 ms | >= 2x faster | met (3.00x) |" in report
     assert "| 1200 MiB | 1300 MiB | <= reference | met |" in report
-    fast = bench.render_fast(med, {"full": DRIFT, "demo": DRIFT})
-    assert "| per generated token | 50.0 | 30.0 | 1.67x |" in fast
+    med = {name: (*sides, sides[2] and sides[2] * 2) for name, sides in med.items()}
+    fast = bench.render_fast(
+        med,
+        {"auto": {"full": DRIFT, "demo": DRIFT}, "bfloat16": {"full": DRIFT, "demo": DRIFT}},
+        "int8 linear layers",
+    )
+    assert "| per generated token | 50.0 | 30.0 (1.67x) | 60.0 (0.83x) |" in fast
+    assert "| caption 3 beams, 20 tokens | 2400 | 1400 (1.71x) | 2800 (0.86x) |" in fast
+    assert any(line.startswith("| bfloat16 throughout | offline demo captioner") for line in fast)
+    assert "the plan chosen: **int8 linear layers**" in "\n".join(fast)
 
 
 DRIFT = {"logit cosine": 0.999, "token agreement": 0.9, "identical captions": 0.8}

@@ -13,7 +13,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from blip.engine import Engine
-from blip.kernels import linear
 from blip.kernels.int8 import quantize_int8
 from blip.kernels.linear import project
 from blip.loading.uploads import open_upload
@@ -24,18 +23,14 @@ SHAPES = sorted((ROOT / "assets" / "examples" / "shapes").glob("*.png"))
 pytestmark = pytest.mark.unit
 
 
-@pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("shape", [(1, 48), (1, 1, 48), (48,)])
-def test_one_row_goes_through_onednn_and_equals_linear(shape, bias):
-    assert linear.ONEDNN_LINEAR, "this PyTorch build should have oneDNN's linear kernel (x86 CPU wheels do)"
+def test_one_row_equals_linear_whatever_its_shape(shape):
     torch.manual_seed(len(shape))
-    layer, x = nn.Linear(48, 80, bias=bias), torch.randn(shape)
+    layer, x = nn.Linear(48, 80), torch.randn(shape)
     with torch.no_grad():
-        assert linear._onednn_ok(layer, x)
         out = project(layer, x)
-        assert out.shape == (*shape[:-1], 80)
-        torch.testing.assert_close(out, F.linear(x, layer.weight, layer.bias), rtol=1e-5, atol=1e-5)
-    assert not linear._onednn_ok(layer, x)  # gradients wanted: F.linear
+    assert out.shape == (*shape[:-1], 80)
+    torch.testing.assert_close(out, F.linear(x, layer.weight, layer.bias), rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("rows", [1, 2, 3, 8, 64, 65, 200])
@@ -52,7 +47,7 @@ def test_project_equals_linear_for_every_row_count(rows):
 
 @pytest.fixture(scope="module")
 def engines() -> tuple[Engine, Engine]:
-    return Engine(device="cpu", demo="always"), Engine(device="cpu", demo="always", fast=True)
+    return Engine(device="cpu", demo="always"), Engine(device="cpu", demo="always", fast="int8")
 
 
 def test_fast_mode_quantises_every_linear_layer_and_keeps_a_float_twin(engines):

@@ -21,6 +21,7 @@ def status_text(services: Services) -> str:
     else:
         models = "none yet (each model loads on first use)"
     line = f"**Loaded:** {models} · **device** {services.device} · **dtype** {services.dtype}"
+    line += f" · **fast mode** {engine.fast_mode()}" if getattr(engine, "fast", False) else ""
     if engine.demo == "always" or any(m["offline_demo"] for m in loaded):
         line = f"{DEMO_BANNER}\n\n{line}"
     return line

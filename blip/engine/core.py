@@ -37,8 +37,10 @@ class EngineCore:
         demo: "fallback" serves a table model whose checkpoint cannot be had (Hub unreachable, nothing
             cached) with the offline demo model of the same task; "always" serves every table model
             with it (``--offline-demo``); "never" lets the error through.
-        fast: run every linear layer in int8 on the CPU (``blip.kernels.int8``): faster, outputs close
-            to but not identical with float32; heatmaps' gradients use a float32 copy.
+        fast: the CPU fast mode (``blip.kernels.fastmode``): True or "auto" runs linear layers in the
+            formats this CPU is fastest at (int8; bfloat16 where it has the instructions and they win),
+            "int8"/"bfloat16" forces one; outputs close to but not identical with float32; heatmaps'
+            gradients use a float32 copy.
     """
 
     def __init__(
@@ -50,7 +52,7 @@ class EngineCore:
         local_models: dict[str, str | Path] | None = None,
         loader: Callable[..., LoadedModel] = load,
         demo: str = "fallback",
-        fast: bool = False,
+        fast: bool | str = False,
     ):
         if image_cache_size < 0:
             raise ValueError("max_models must be >= 1 and image_cache_size >= 0")
@@ -75,6 +77,11 @@ class EngineCore:
     @property
     def fast(self) -> bool:
         return self.models.fast
+
+    def fast_mode(self) -> str | None:
+        """What the fast mode runs in, for the status line (None when off)."""
+        plan = self.models.fast_plan()
+        return plan.describe() if plan else None
 
     @property
     def local_models(self) -> dict[str, Path]:

@@ -1,5 +1,5 @@
 """The model store: each model loaded once, on first use, thread-safely, keeping the few most recently
-used; the offline demo model standing in where the settings say so; the int8 fast mode applied."""
+used; the offline demo model standing in where the settings say so; the CPU fast mode applied."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from ..kernels.int8 import quantize_int8
+from ..kernels import fastmode
 from ..loading.hub import MODELS, CheckpointUnavailableError, UnknownModelError
 from ..loading.load import LoadedModel, load
 
@@ -37,7 +37,9 @@ class ModelStore:
         local_models: extra names mapped to checkpoint directories (users pick names, never paths).
         loader: how a model is loaded (tests count calls through it).
         demo: "fallback", "always" or "never" (see :class:`~blip.engine.Engine`).
-        fast: quantise every linear layer to int8, keeping the float32 model for gradients.
+        fast: the CPU fast mode (:mod:`blip.kernels.fastmode`): True or "auto" for the formats this CPU
+            runs fastest (int8, or bfloat16 where it has bfloat16 instructions), "int8" or "bfloat16"
+            for one format throughout; the float32 model is kept for gradients.
     """
 
     def __init__(
@@ -48,21 +50,32 @@ class ModelStore:
         local_models: dict[str, Path],
         loader: Callable[..., LoadedModel] = load,
         demo: str = "fallback",
-        fast: bool = False,
+        fast: bool | str = False,
     ):
         if demo not in DEMO_SETTINGS:
             raise ValueError("demo must be 'fallback', 'always' or 'never'")
         if capacity < 1:
             raise ValueError("max_models must be >= 1")
-        if fast and str(device) != "cpu":
-            raise ValueError("the int8 fast mode runs on the CPU only")
+        plan = "auto" if fast is True else fast or None
+        if plan is not None and plan not in fastmode.PLANS:
+            raise ValueError(f"fast must be True, False or one of {fastmode.PLANS}")
+        if plan is not None and str(device) != "cpu":
+            raise ValueError("the fast mode runs on the CPU only")
         self.device, self.dtype, self.capacity = device, dtype, capacity
-        self.local_models, self.demo, self.fast = local_models, demo, fast
+        self.local_models, self.demo, self.fast_plan_name = local_models, demo, plan
         self._loader = loader
         self._lock = threading.Lock()  # guards the table and the counters
         self._models: OrderedDict[str, LoadedModel] = OrderedDict()
         self._load_locks: dict[str, threading.Lock] = {}
         self.load_counts: Counter[str] = Counter()
+
+    @property
+    def fast(self) -> bool:
+        return self.fast_plan_name is not None
+
+    def fast_plan(self) -> fastmode.FastPlan | None:
+        """The formats fast mode runs in here (timed once per process for "auto"), or None when off."""
+        return fastmode.resolve(self.fast_plan_name) if self.fast else None
 
     def names(self) -> list[str]:
         return [*self.local_models, *MODELS]
@@ -117,5 +130,5 @@ class ModelStore:
                 loaded.offline_demo = True
         loaded.name = name
         if self.fast:
-            loaded.explainer, loaded.model = loaded.model, quantize_int8(loaded.model)
+            loaded.explainer, loaded.model = loaded.model, fastmode.apply_plan(loaded.model, self.fast_plan())
         return loaded

@@ -1,54 +1,38 @@
-"""A linear layer applied to a few rows at a time, the shape of decoding.
+"""A linear layer applied to the CPU's fastest kernel for its number of rows.
 
-Beam search feeds a text layer 3 rows per step (one per beam), batched answers a few more. For such
-skinny inputs, ``F.linear`` (``x @ W^T``) runs a matrix-multiply kernel that streams the weight
-poorly on a CPU: measured here with every weight of a base text decoder (492 MB, read from memory,
-not cache), 3 rows took 81 ms through ``F.linear`` and 44 ms as ``W @ x^T``, which reads each weight
-row once for all the input rows. Many rows (the vision tower's 577 tokens, batched texts) are as fast
-or faster through ``F.linear``, so only 2 to 64 rows take that path. The results agree up to float
-rounding (the summation order differs).
+``F.linear`` (``x @ W^T``) is what the reference calls for every layer. Decoding feeds a layer very few
+rows (1 for a greedy step, one per beam for beam search), and then a CPU is bound by how fast the
+weights stream from memory, not by arithmetic; which kernel streams them best depends on the CPU:
 
-One row (a greedy step) goes to oneDNN's linear kernel where PyTorch has it: on a base decoder's
-weights a greedy step took 54-56 ms through ``F.linear`` and 44-46 ms this way (same token ids),
-measured side by side; oneDNN was not faster for 2 to 5 rows nor for the vision tower's 577. It has no
-gradient, so anything that will be differentiated keeps ``F.linear``.
+- ``linear``: ``F.linear``, the reference's kernel;
+- ``wxt``: ``W @ x^T``, which reads each weight row once for all the input rows (on an AMD EPYC, 3
+  rows through a base decoder took 81 ms through ``F.linear`` and 44 ms this way);
+- ``onednn``: oneDNN's linear kernel (a private op that PyTorch's own compiler uses), with plain
+  weights. It has no gradient, so anything that will be differentiated keeps ``F.linear``.
+
+Which one runs for 1, 2-64 and more rows is not written in here: :mod:`.choice` times them on first
+use, on the CPU at hand, and remembers the answer. Every kernel gives ``F.linear``'s result up to float
+rounding (the summation order differs), which keeps token ids identical to the reference's.
 """
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-SKINNY_ROWS = range(2, 65)
-
-
-def _onednn_linear() -> bool:
-    """Whether this PyTorch build has oneDNN's linear kernel (a private op that Inductor uses)."""
-    try:
-        return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
-    except (AttributeError, RuntimeError):
-        return False
-
-
-ONEDNN_LINEAR = _onednn_linear()
+from .candidates import KERNELS, ONEDNN_LINEAR
+from .choice import kernel_for
 
 
 def project(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """``layer(x)`` for a float32 ``nn.Linear`` on the CPU: one row through oneDNN (when nothing will
-    be differentiated), 2 to 64 rows as ``W @ x^T``, more through ``F.linear``. Any other layer (a
-    quantised one, say) is simply called."""
-    if type(layer) is not nn.Linear or x.device.type != "cpu" or x.dtype != torch.float32:
+    """``layer(x)`` for a float32 ``nn.Linear`` on the CPU, through the kernel measured fastest here
+    for that many rows. Any other layer (a quantised one, say) is simply called."""
+    if type(layer) is not nn.Linear or x.device.type != "cpu" or x.dtype != torch.float32 or not x.shape[-1]:
         return layer(x)
-    rows = x.numel() // x.shape[-1] if x.shape[-1] else 0
-    if rows == 1 and _onednn_ok(layer, x):
-        return torch.ops.mkldnn._linear_pointwise(x.contiguous(), layer.weight, layer.bias, "none", [], "")
-    if rows not in SKINNY_ROWS:
-        return F.linear(x, layer.weight, layer.bias)
-    columns = torch.mm(layer.weight, x.reshape(rows, x.shape[-1]).T)  # (out, rows)
-    if layer.bias is not None:
-        columns = columns + layer.bias[:, None]
-    return columns.T.contiguous().view(*x.shape[:-1], layer.out_features)
+    name = kernel_for(x.numel() // x.shape[-1])
+    if name == "onednn" and not _onednn_ok(layer, x):
+        name = "linear"
+    return KERNELS[name](x, layer.weight, layer.bias)
 
 
 def _onednn_ok(layer: nn.Linear, x: torch.Tensor) -> bool:

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..kernels.linear import project
 from .attention import attend
 from .config import VisionConfig
 
@@ -83,11 +84,11 @@ class VisionAttention(nn.Module):
         written-out path (the fused kernel never materialises it)."""
         b, n, d = x.shape
         # The checkpoint stacks q, k, v along the output dimension in that order.
-        qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, d // self.num_heads)
+        qkv = project(self.qkv, x).reshape(b, n, 3, self.num_heads, d // self.num_heads)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B, heads, N, head_dim)
         context, probs = attend(q, k, v, need_probs=need_probs)  # no mask: every patch sees every patch
         context = context.transpose(1, 2).reshape(b, n, d)  # (B, N, D)
-        return self.projection(context), probs
+        return project(self.projection, context), probs
 
 
 class VisionMLP(nn.Module):
@@ -97,7 +98,7 @@ class VisionMLP(nn.Module):
         self.fc2 = nn.Linear(config.intermediate_size, config.hidden_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(F.gelu(self.fc1(x)))
+        return project(self.fc2, F.gelu(project(self.fc1, x)))
 
 
 class VisionLayer(nn.Module):
