@@ -86,7 +86,7 @@ def build(args: argparse.Namespace):
 
     from blip.engine import Engine, default_device
     from blip.explain import render
-    from blip.explain.beam_tree import draw_beam_tree
+    from blip.explain.beam_tree import draw_beam_tree, draw_sampled_paths
     from blip.loading import hub
     from blip.loading.uploads import open_upload
     from ui import Services, build_app
@@ -132,6 +132,7 @@ def build(args: argparse.Namespace):
         examples=examples,
         gpu=gpu_decorator(engine.loaded_models),
         draw_beam_tree=draw_beam_tree,
+        draw_sampled_paths=draw_sampled_paths,
         colormaps=render.COLORMAPS,
         lavis_blur=render.LAVIS_BLUR,
     )

@@ -86,6 +86,12 @@ def test_beam_tree_endpoint(client):
             image=handle_file(str(SHAPES[0])), model="caption-base", prompt="", show_pruned=True,
             **API_DECODING, api_name="/beam_tree",
         )  # fmt: skip
+    sampled = API_DECODING | {"decoding": "Top-k sampling", "seed": 2}
+    picture, note = client.predict(
+        image=handle_file(str(SHAPES[0])), model="caption-base", prompt="", show_pruned=True, **sampled,
+        api_name="/beam_tree",
+    )  # fmt: skip
+    assert Path(picture).stat().st_size > 1000 and note.startswith("Sampling with seeds 2 to 7")
 
 
 def test_ask_endpoint(client):

@@ -170,7 +170,7 @@ def test_caption_beam_tree(page):
     load_example(page, 0)
     open_tab(page, "Caption")
     page.locator("#caption-panel").get_by_label("Beam search").check()
-    page.get_by_text("Beam search tree: which paths did the search keep?").click()
+    page.get_by_text("Search tree: which paths did beam search keep, where did samples go?").click()
     page.locator("#tree-run").click()
     wait_for_text(page, "#tree-note", "a small red circle in the centre")
     wait_done(page)

@@ -188,7 +188,7 @@ def test_about_lesson_exercise_2_what_if_check_and_tree(page):
     page.locator("#check-verdict").scroll_into_view_if_needed()
     _shot(page, "about-exercise-2-check")
     page.locator("#caption-panel").get_by_label("Beam search").check()
-    page.get_by_text("Beam search tree: which paths did the search keep?").click()
+    page.get_by_text("Search tree: which paths did beam search keep, where did samples go?").click()
     page.locator("#tree-run").click()
     page.locator("#tree-image img").first.wait_for(timeout=RUN_TIMEOUT)
     wait_done(page)

@@ -16,7 +16,7 @@ from conftest import decoding_values
 
 from blip.engine import Engine
 from blip.explain import render
-from blip.explain.beam_tree import draw_beam_tree
+from blip.explain.beam_tree import draw_beam_tree, draw_sampled_paths
 from blip.loading.uploads import open_upload
 from ui import ask_tab, batch_tab, caption_tab, check_caption, match_tab, tool_text, zeroshot_tab
 from ui.decoding import BEAM, DECODINGS, GREEDY, NUCLEUS, TOP_K, decoding_options
@@ -42,7 +42,7 @@ def services() -> Services:
     engine = Engine(device="cpu", demo="always")
     return Services(
         engine=engine, open_image=open_upload, overlay=render.overlay, models=MODELS,
-        draw_beam_tree=draw_beam_tree,
+        draw_beam_tree=draw_beam_tree, draw_sampled_paths=draw_sampled_paths,
     )  # fmt: skip
 
 
@@ -127,7 +127,7 @@ def test_check_caption_gives_the_matchers_verdict_and_the_captioners_likelihood(
         friendly(check_caption.check)(services, RED_CIRCLE, "caption-base", "itm-base-coco", "", "  ")
 
 
-def test_beam_tree_is_drawn_for_beam_search_only(services):
+def test_the_search_is_drawn_for_beam_search_and_sampling_not_greedy(services, monkeypatch):
     picture, note = caption_tab.beam_tree(
         services, RED_CIRCLE, "caption-base", "", controls(BEAM, beams=4), True
     )
@@ -137,8 +137,29 @@ def test_beam_tree_is_drawn_for_beam_search_only(services):
         services, RED_CIRCLE, "caption-base", "", controls(BEAM, beams=4), False
     )
     assert smaller.size != picture.size  # without the pruned candidates
-    with pytest.raises(gr.Error, match="choose Beam search"):
+    with pytest.raises(gr.Error, match="choose Beam search or a sampling method"):
         friendly(caption_tab.beam_tree)(services, RED_CIRCLE, "caption-base", "", controls(GREEDY))
+
+    # Sampling: the captions of seeds 5..10 (two each), exactly as separate calls sample them, drawn as paths.
+    drawn = {}
+
+    def recording(paths, labels):
+        drawn.update(paths=paths, labels=labels)
+        return draw_sampled_paths(paths, labels)
+
+    monkeypatch.setattr(services, "draw_sampled_paths", recording)
+    values = controls(TOP_K, top_k=5, temperature=1.5, seed=5, count=2)
+    picture, note = caption_tab.beam_tree(services, TWO_SHAPES, "caption-base", "", values)
+    options = decoding_options(*values)
+    expected = []
+    for seed in range(5, 5 + caption_tab.SAMPLED_SEEDS):
+        result = services.engine.caption(
+            open_upload(TWO_SHAPES), "caption-base", options=options | {"seed": seed}
+        )
+        expected += [[(t.token, t.probability) for t in item.tokens] for item in result.captions]
+    assert drawn["paths"] == expected and len(expected) == 2 * caption_tab.SAMPLED_SEEDS
+    assert drawn["labels"][:3] == ["seed 5 #1", "seed 5 #2", "seed 6 #1"]
+    assert picture.width > 200 and note.startswith("Sampling with seeds 5 to 10: 12 captions")
 
 
 def test_each_decoding_choice_changes_what_runs(services):

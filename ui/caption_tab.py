@@ -96,6 +96,9 @@ def what_if(
     return what_ifs.outcome(image, best, changed, changed.captions[0], position, word)
 
 
+SAMPLED_SEEDS = 6  # sampling's picture: this many seeds, from the chosen one (or 0) on
+
+
 def beam_tree(
     services: Services,
     image_path: str | None,
@@ -105,17 +108,20 @@ def beam_tree(
     show_pruned: bool = True,
     progress: Callable[..., Any] | None = None,
 ) -> tuple:
-    """Beam search again with its tree recorded (the image encoding is cached), drawn as a picture.
+    """The search drawn as a tree: beam search again with its tree recorded, or, for sampling, the
+    paths the samples of several seeds took (the image encoding is cached either way).
 
     Returns:
         (the tree's picture, a markdown note)
     """
     options = decoding_options(*decoding)
-    if options["strategy"] != "beam":
-        raise ValueError("the search tree is drawn for beam search: choose Beam search under Decoding")
-    if services.draw_beam_tree is None:
+    if options["strategy"] == "greedy":
+        raise ValueError("greedy decoding has one path only: choose Beam search or a sampling method")
+    if services.draw_beam_tree is None or services.draw_sampled_paths is None:
         raise ValueError("drawing the search tree is not available in this app")
-    image = services.prepare(image_path, model, "Beam search", progress)
+    image = services.prepare(image_path, model, "Drawing the search", progress)
+    if options["strategy"] == "sample":
+        return _sampled_paths(services, image, model, prompt, options)
     result = services.engine.caption(
         image, model=model, prompt=prompt or "", options=options | {"record_tree": True}
     )
@@ -124,6 +130,28 @@ def beam_tree(
         f"{options['num_beams']} beams, length penalty {options['length_penalty']:g}: every step keeps "
         "the best beams among their candidates (2 per beam); the returned captions' paths are highlighted. "
         f"Caption 1: **{result.captions[0].text}**"
+    )
+    return picture, note
+
+
+def _sampled_paths(services: Services, image: Any, model: str, prompt: str, options: dict) -> tuple:
+    """Sample with ``SAMPLED_SEEDS`` seeds and draw every sampled caption's path in one tree."""
+    first = options.get("seed") or 0
+    paths, labels, texts = [], [], []
+    for seed in range(first, first + SAMPLED_SEEDS):
+        result = services.engine.caption(
+            image, model=model, prompt=prompt or "", options=options | {"seed": seed}
+        )
+        for n, item in enumerate(result.captions):
+            paths.append([(t.token, t.probability) for t in item.tokens])
+            labels.append(f"seed {seed}" + (f" #{n + 1}" if len(result.captions) > 1 else ""))
+            texts.append(item.text)
+    picture = services.draw_sampled_paths(paths, labels)
+    distinct = len(set(texts))
+    note = (
+        f"Sampling with seeds {first} to {first + SAMPLED_SEEDS - 1}: {len(texts)} captions, {distinct} different. "
+        "Captions that start alike share their first nodes; a line is as thick as the number of samples "
+        "that took it, and each node shows the probability of its word."
     )
     return picture, note
 
@@ -154,10 +182,10 @@ def build(services: Services, image: gr.Image, after: Callable[[Any], Any]) -> N
             elem_id="caption-token-table",
         )
     what_if_section = what_ifs.WhatIfSection("whatif", "caption")
-    with gr.Accordion("Beam search tree: which paths did the search keep?", open=False):
+    with gr.Accordion("Search tree: which paths did beam search keep, where did samples go?", open=False):
         with gr.Row():
             show_pruned = gr.Checkbox(value=True, label="Also draw the pruned candidates")
-            tree_run = gr.Button("Draw the search tree (beam search)", elem_id="tree-run")
+            tree_run = gr.Button("Draw the search (beam search or sampling)", elem_id="tree-run")
         tree_note = gr.Markdown(elem_id="tree-note")
         tree_image = gr.Image(label="Search tree", type="pil", interactive=False, elem_id="tree-image")
     checker = CheckSection(services)

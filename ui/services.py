@@ -33,6 +33,7 @@ class Services:
         examples: example image sets, key -> (title, image paths), shown in this order.
         gpu: wraps the functions that run models (``spaces.GPU`` on a ZeroGPU Space; else unchanged).
         draw_beam_tree: (search tree, show_pruned=) -> PIL image of a beam search (None: not offered).
+        draw_sampled_paths: (paths, labels) -> PIL image of several sampled texts as one tree.
         colormaps: the heatmap viewer's colormap names (``overlay`` takes them), default first.
         lavis_blur: the heatmap blur (sigma in patches) LAVIS's demo uses, offered as a hint.
     """
@@ -46,6 +47,7 @@ class Services:
     examples: dict[str, tuple[str, list[str]]] = field(default_factory=dict)
     gpu: Callable[[Callable], Callable] = _unchanged
     draw_beam_tree: Callable[..., Image.Image] | None = None
+    draw_sampled_paths: Callable[..., Image.Image] | None = None
     colormaps: tuple[str, ...] = ("jet",)
     lavis_blur: float = 0.48
 
