@@ -99,3 +99,18 @@ def running_app(*flags: str, log: Path, timeout: float = 180.0):
     """Yield the URL of ``python app.py FLAGS`` once it answers; stop it afterwards."""
     with live_app(*flags, log=log, timeout=timeout) as app:
         yield app.url
+
+
+@contextmanager
+def demo_client(tmp_path_factory):
+    """A ``gradio_client.Client`` on a fresh offline-demo app, for the API tests."""
+    from gradio_client import Client
+
+    log = tmp_path_factory.mktemp("app") / "app.log"
+    with running_app("--offline-demo", log=log) as url:
+        yield Client(url, verbose=False)
+
+
+def rows(table) -> list[list]:
+    """A Dataframe output's rows, whichever shape gradio_client gives it in."""
+    return table["data"] if isinstance(table, dict) else table

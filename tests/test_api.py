@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from gradio_client import Client, handle_file
-from live_app import API_DECODING, running_app
+from live_app import API_DECODING, demo_client, rows
 
 ROOT = Path(__file__).resolve().parents[1]
 SHAPES = sorted((ROOT / "assets" / "examples" / "shapes").glob("*.png"))
@@ -19,13 +19,8 @@ pytestmark = pytest.mark.app
 
 @pytest.fixture(scope="module")
 def client(tmp_path_factory):
-    log = tmp_path_factory.mktemp("app") / "app.log"
-    with running_app("--offline-demo", log=log) as url:
-        yield Client(url, verbose=False)
-
-
-def rows(table) -> list[list]:
-    return table["data"] if isinstance(table, dict) else table
+    with demo_client(tmp_path_factory) as started:
+        yield started
 
 
 def test_every_task_has_a_named_endpoint(client):

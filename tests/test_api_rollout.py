@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from gradio_client import Client, handle_file
-from live_app import running_app
+from gradio_client import handle_file
+from live_app import demo_client
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -19,9 +19,8 @@ pytestmark = pytest.mark.app
 
 @pytest.fixture(scope="module")
 def client(tmp_path_factory):
-    log = tmp_path_factory.mktemp("app") / "app.log"
-    with running_app("--offline-demo", log=log) as url:
-        yield Client(url, verbose=False)
+    with demo_client(tmp_path_factory) as started:
+        yield started
 
 
 def test_rollout_endpoint(client):

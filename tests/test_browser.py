@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 import zipfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -39,18 +40,25 @@ def _playwright():
     pytest.skip(reason)
 
 
-@pytest.fixture(scope="module")
-def page(tmp_path_factory):
-    sync_playwright = _playwright()
+@contextmanager
+def demo_page(tmp_path_factory, flags: tuple[str, ...] = (), **context):
+    """A page of a fresh offline-demo app in Chromium (extra browser ``flags``, context options)."""
+    sync_playwright = _playwright()  # a failure in CI when Playwright or Chromium is missing
     SHOTS.mkdir(parents=True, exist_ok=True)
     log = tmp_path_factory.mktemp("app") / "app.log"
     with running_app("--offline-demo", log=log) as url, sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
-        page = browser.new_page(viewport={"width": 1280, "height": 1600})
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=[*FLAGS, *flags], headless=True)
+        page = browser.new_context(viewport={"width": 1280, "height": 1600}, **context).new_page()
         page.goto(url)
         page.locator("#shared-image").wait_for()
         yield page
         browser.close()
+
+
+@pytest.fixture(scope="module")
+def page(tmp_path_factory):
+    with demo_page(tmp_path_factory) as shown:
+        yield shown
 
 
 def no_error_toast(page) -> None:

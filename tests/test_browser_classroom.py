@@ -7,13 +7,10 @@ word or the rollout), not on the demo models' exact words, which retraining may 
 from __future__ import annotations
 
 import pytest
-from live_app import running_app
 from test_browser import (
-    CHROMIUM,
-    FLAGS,
     RUN_TIMEOUT,
     SHOTS,
-    _playwright,
+    demo_page,
     heatmap_shown,
     load_example,
     no_error_toast,
@@ -29,17 +26,8 @@ FAKE_CAMERA = ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-st
 
 @pytest.fixture(scope="module")
 def page(tmp_path_factory):
-    sync_playwright = _playwright()
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    log = tmp_path_factory.mktemp("app") / "app.log"
-    with running_app("--offline-demo", log=log) as url, sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS + FAKE_CAMERA, headless=True)
-        context = browser.new_context(viewport={"width": 1280, "height": 1600}, permissions=["camera"])
-        page = context.new_page()
-        page.goto(url)
-        page.locator("#shared-image").wait_for()
-        yield page
-        browser.close()
+    with demo_page(tmp_path_factory, tuple(FAKE_CAMERA), permissions=["camera"]) as shown:
+        yield shown
 
 
 def _shot(page, name: str) -> None:

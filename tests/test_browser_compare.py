@@ -4,13 +4,10 @@
 from __future__ import annotations
 
 import pytest
-from live_app import running_app
 from test_browser import (
-    CHROMIUM,
-    FLAGS,
     RUN_TIMEOUT,
     SHOTS,
-    _playwright,
+    demo_page,
     load_example,
     no_error_toast,
     open_tab,
@@ -23,16 +20,8 @@ pytestmark = pytest.mark.browser
 
 @pytest.fixture(scope="module")
 def page(tmp_path_factory):
-    sync_playwright = _playwright()  # a failure in CI when Playwright or Chromium is missing
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    log = tmp_path_factory.mktemp("app") / "app.log"
-    with running_app("--offline-demo", log=log) as url, sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
-        page = browser.new_page(viewport={"width": 1280, "height": 1600})
-        page.goto(url)
-        page.locator("#shared-image").wait_for()
-        yield page
-        browser.close()
+    with demo_page(tmp_path_factory) as shown:
+        yield shown
 
 
 def wait_for_words(page, selector: str, words: str) -> None:
