@@ -25,8 +25,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 EVENTS = spaces.EVENTS
 
-# Engine methods that only report state; every other public one (and Services.prepare) runs or loads a model.
-REPORTING = {"demo", "fast", "load_counts", "loaded_models", "local_models", "model_names", "model_status",
+# Engine methods that only report state (fast_mode names the CPU fast mode's plan: it never touches a
+# GPU); every other public one (and Services.prepare) runs or loads a model.
+REPORTING = {"demo", "fast", "fast_mode", "load_counts", "loaded_models", "local_models", "model_names", "model_status",
              "token_ids", "token_names", "grid", "finish"}  # fmt: skip
 MODEL_RUNNING = {n for n in dir(engine_module.Engine) if not n.startswith("_")} - REPORTING | {"prepare"}
 
