@@ -38,7 +38,7 @@ which word comes next.
 3. Open **Check a caption**, type the what-if caption and press **Check**.
    *Look for*: the matcher (a separate model) judges it against the picture: a wrong colour should get a
    low match probability, and the captioner a high perplexity.
-4. Open **Beam search tree** (decoding: Beam search) and draw it: which paths did the search keep, and
+4. Open **Search tree** (decoding: Beam search) and draw it: which paths did the search keep, and
    where did your word rank?
 
 *What it shows*: a caption is written one token at a time, each choice conditioned on the ones before;
