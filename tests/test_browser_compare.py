@@ -27,11 +27,25 @@ def page(tmp_path_factory):
 def wait_for_words(page, selector: str, words: str) -> None:
     """Wait until the element's words (its text with the whitespace between spans collapsed) contain
     ``words``: a ``gr.HighlightedText`` puts every word in its own span."""
-    page.wait_for_function(
-        "([s, w]) => (document.querySelector(s)?.textContent || '').replace(/\\s+/g, ' ').includes(w)",
+    page.wait_for_function(  # an error toast ends the wait too, and then fails with its message
+        "([s, w]) => (document.querySelector(s)?.textContent || '').replace(/\\s+/g, ' ').includes(w)"
+        " || !!document.querySelector('.toast-body.error')",
         arg=[selector, words],
         timeout=RUN_TIMEOUT,
     )
+    no_error_toast(page)
+
+
+def set_number(box, value: str) -> None:
+    """Type ``value`` into a number box until it stays: a box in an accordion that has just opened can be
+    re-rendered with its old value after the first keystrokes (seen in CI: min new tokens stayed 5)."""
+    for _ in range(10):
+        box.fill(value)
+        box.press("Tab")
+        box.page.wait_for_timeout(300)
+        if box.input_value() == value:
+            return
+    raise AssertionError(f"the number box kept {box.input_value()!r} instead of {value!r}")
 
 
 def test_compare_two_decodings_side_by_side(page):
@@ -44,9 +58,8 @@ def test_compare_two_decodings_side_by_side(page):
     right.get_by_label("Beam search").check()
     left.get_by_text("Advanced decoding").click()
     for name, value in (("Min new tokens", "1"), ("Max new tokens", "4")):
-        box = left.locator(f"input[type=number][aria-label*='{name}']").first
-        box.fill(value)
-        box.press("Enter")
+        set_number(left.locator(f"input[type=number][aria-label*='{name}']").first, value)
+    wait_done(page)  # the example and the settings have reached the server before the run starts
     page.locator("#compare-run").click()
     wait_for_words(page, "#compare-right-text", "triangle at the bottom")
     wait_done(page)
