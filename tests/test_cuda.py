@@ -24,13 +24,14 @@ from blip.engine import Engine
 from blip.generation import DecodingOptions, graphed
 from blip.generation.tasks import answer, caption, caption_many, encode_question
 
-pytestmark = [
-    pytest.mark.cuda,
-    pytest.mark.skipif(
-        os.environ.get("BLIP_DEVICE_CHECK") != "1",
-        reason="GPU checks: run on a CUDA machine by scripts/device_check.sh (BLIP_DEVICE_CHECK=1)",
-    ),
-]
+pytestmark = pytest.mark.cuda
+# conftest.py does not collect this file unless BLIP_DEVICE_CHECK=1; named on the command line without it,
+# it is skipped on a workstation and fails in CI, where nothing may skip.
+if os.environ.get("BLIP_DEVICE_CHECK") != "1":
+    reason = "GPU checks: run on a CUDA machine by scripts/device_check.sh (BLIP_DEVICE_CHECK=1)"
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason}; not in CI", pytrace=False)
+    pytest.skip(reason, allow_module_level=True)
 DEVICE = os.environ.get("BLIP_TEST_DEVICE", "cuda")
 ON_CUDA = DEVICE.startswith("cuda")
 PROMPT = "a picture of"
