@@ -61,8 +61,11 @@ def page(tmp_path_factory):
         yield shown
 
 
+ERROR_TOAST = ".toast-body.error"
+
+
 def no_error_toast(page) -> None:
-    errors = page.locator(".toast-body.error")
+    errors = page.locator(ERROR_TOAST)
     assert errors.count() == 0, errors.first.inner_text()
 
 
@@ -85,11 +88,25 @@ def wait_done(page) -> None:
 
 def wait_for_text(page, selector: str, text: str) -> None:
     """Wait until the element's visible text contains ``text``."""
+    _wait_for_contents(page, selector, text, "e.innerText")
+
+
+def wait_for_words(page, selector: str, words: str) -> None:
+    """Wait until the element's words (its text with the whitespace between spans collapsed) contain
+    ``words``: a ``gr.HighlightedText`` puts every word in its own span."""
+    _wait_for_contents(page, selector, words, "e.textContent.replace(/\\s+/g, ' ')")
+
+
+def _wait_for_contents(page, selector: str, text: str, read: str) -> None:
+    """Wait until ``read`` (a JavaScript expression of the element ``e``) contains ``text``. An error
+    toast ends the wait too, and then fails with its message instead of a timeout."""
     page.wait_for_function(
-        "([s, t]) => { const e = document.querySelector(s); return !!e && e.innerText.includes(t); }",
-        arg=[selector, text],
+        "([s, t, error]) => { if (document.querySelector(error)) return true;"
+        f" const e = document.querySelector(s); return !!e && {read}.includes(t); }}",
+        arg=[selector, text, ERROR_TOAST],
         timeout=RUN_TIMEOUT,
     )
+    no_error_toast(page)
 
 
 def heatmap_shown(page, panel: str) -> None:

@@ -13,6 +13,7 @@ from test_browser import (
     open_tab,
     wait_done,
     wait_for_text,
+    wait_for_words,
 )
 
 pytestmark = pytest.mark.browser
@@ -22,18 +23,6 @@ pytestmark = pytest.mark.browser
 def page(tmp_path_factory):
     with demo_page(tmp_path_factory) as shown:
         yield shown
-
-
-def wait_for_words(page, selector: str, words: str) -> None:
-    """Wait until the element's words (its text with the whitespace between spans collapsed) contain
-    ``words``: a ``gr.HighlightedText`` puts every word in its own span."""
-    page.wait_for_function(  # an error toast ends the wait too, and then fails with its message
-        "([s, w]) => (document.querySelector(s)?.textContent || '').replace(/\\s+/g, ' ').includes(w)"
-        " || !!document.querySelector('.toast-body.error')",
-        arg=[selector, words],
-        timeout=RUN_TIMEOUT,
-    )
-    no_error_toast(page)
 
 
 def set_number(box, value: str) -> None:
