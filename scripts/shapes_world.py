@@ -1,56 +1,84 @@
-"""A seeded synthetic "shapes world": small scenes of coloured shapes with captions, questions and
-hard negatives, for training a tiny BLIP demo model and evaluating what it learned.
+"""A seeded synthetic "shapes world": scenes of coloured shapes with captions, questions and hard
+negatives, for training a tiny BLIP demo model and evaluating what it learned.
 
-Each scene is a 96 x 96 RGB image holding one or two shapes (circle, square, triangle, star) in one of
-four colours and two sizes, placed at a named position. The texts come from a small grammar whose every
-word is a whole token of the bert-base-uncased vocabulary BLIP uses:
+Each scene holds one or two shapes (circle, square, triangle, star) in one of four named colours and two
+sizes, placed in one cell of a 3 x 3 layout. The world is domain-randomised so that the demo models see
+shapes the way a class draws them:
 
-    caption    "a small red circle on the left and a large blue star on the right"
+* canvases of many sizes and aspect ratios (the model sees them through the engine's square resize);
+* backgrounds of any colour (dark, light, saturated), plain, gradient, noisy or paper-like;
+* shape sizes on a continuum, the size word decided by the shape's extent relative to the canvas;
+* centres jittered inside their cell, the position word decided by the cell the centre is in;
+* filled or outlined shapes, crisp (aliased) or anti-aliased, neat or hand-drawn (wobbly outlines, as
+  a mouse draws on a sketchpad); squares, triangles and stars at any rotation;
+* colours jittered around each named colour, kept only where a person would agree on the name and
+  could tell the shape from its background (ambiguous draws are rejected and drawn again).
+
+The texts come from a small grammar whose every word is a whole token of BLIP's bert-base vocabulary:
+
+    caption    "a small red circle at the top left and a large blue star on the right"
     questions  "what colour is the circle?" -> "red", "how many shapes are there?" -> "2", ...
     negatives  the caption with one attribute of one shape changed ("... a large green star ..."),
                for contrastive (image-text matching) training and evaluation
 
-Each shape's bounding box is recorded, so attention or Grad-CAM maps can be scored with the "pointing
-game": does the map for the word "star" peak inside the star's box? A seed fixes everything: the same
-seed gives byte-identical images and identical texts.
-
-Geometry. With the canvas at 96 px, the four side positions form a cross, so a left shape and a top
-shape sit only ~31 px apart along each axis. Their boxes stay apart only while
-``max size + 2 * position jitter < that distance``, which is why the positions sit near the edges and the
-large size is 24 px across (the worst case leaves a gap of one pixel; ``tests/test_shapes.py`` checks it).
+Each shape's bounding box (in canvas pixels) is recorded for the pointing game. A seed fixes everything.
 """
 
 from __future__ import annotations
 
+import colorsys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 
 import numpy as np
 from PIL import Image, ImageDraw
 
-IMAGE_SIZE = 96
+IMAGE_SIZE = 96  # the demo models' input side; canvases are resized to it by the normal preprocessing
+CANVAS_SIDE = (64, 176)  # range of the canvas's geometric-mean side, in pixels
+ASPECT = (0.7, 1.45)  # range of width / height
 NUM_SHAPES = (1, 2)
 SHAPES = ("circle", "square", "triangle", "star")
-COLOURS = {"red": (210, 45, 45), "green": (45, 165, 70), "blue": (45, 90, 215), "yellow": (235, 200, 35)}
-SIZES = {"small": 15, "large": 24}  # pixels across, before jitter
-# Shape centres before jitter, in canonical caption order. Centre is only used when a scene has one shape.
-POSITIONS = {"left": (17, 48), "right": (79, 48), "top": (48, 17), "bottom": (48, 79), "centre": (48, 48)}
-SIDE_POSITIONS = ("left", "right", "top", "bottom")
-POSITION_PHRASES = {
-    "left": "on the left",
-    "right": "on the right",
-    "top": "at the top",
-    "bottom": "at the bottom",
-    "centre": "in the centre",
+# Named colours: (hue in degrees, hue jitter, saturation range, value range). The ranges keep each draw
+# one that a person would call by that name (no pink "red", no olive "yellow", no teal "green").
+COLOUR_FAMILIES = {
+    "red": (0.0, 10.0, (0.65, 1.0), (0.6, 1.0)),
+    "green": (125.0, 18.0, (0.55, 1.0), (0.45, 0.95)),
+    "blue": (222.0, 14.0, (0.6, 1.0), (0.55, 1.0)),
+    "yellow": (53.0, 6.0, (0.7, 1.0), (0.85, 1.0)),
 }
-
-SIZE_JITTER = 2  # +- pixels on the size
-POSITION_JITTER = 2  # +- pixels on each coordinate of the centre
-COLOUR_JITTER = 15  # +- per RGB channel, drawn per shape
-BACKGROUND = 235  # light grey
-BACKGROUND_TINT = 8  # +- per channel, drawn per scene
-BACKGROUND_NOISE = 6.0  # standard deviation of the per-pixel Gaussian noise
-STAR_INNER_RATIO = 0.45  # inner / outer radius; a little fatter than a regular star, to read at 13 px
+COLOURS = {"red": (210, 45, 45), "green": (45, 165, 70), "blue": (45, 90, 215), "yellow": (235, 200, 35)}
+# Shape extent (its longer box side before rotation) over the canvas's geometric-mean side. The gap
+# between the two ranges is the ambiguous band the world never draws.
+SIZES = {"small": (0.13, 0.2), "large": (0.27, 0.37)}
+# 3 x 3 layout, in reading order (the caption's canonical order): (column, row) of each cell.
+POSITIONS = {
+    "top left": (0, 0),
+    "top": (1, 0),
+    "top right": (2, 0),
+    "left": (0, 1),
+    "centre": (1, 1),
+    "right": (2, 1),
+    "bottom left": (0, 2),
+    "bottom": (1, 2),
+    "bottom right": (2, 2),
+}
+POSITION_PHRASES = {
+    "top left": "at the top left",
+    "top": "at the top",
+    "top right": "at the top right",
+    "left": "on the left",
+    "centre": "in the centre",
+    "right": "on the right",
+    "bottom left": "at the bottom left",
+    "bottom": "at the bottom",
+    "bottom right": "at the bottom right",
+}
+CELL_JITTER = 0.3  # centre offset from its cell's centre, as a fraction of the cell, each axis
+MARGIN = 2  # pixels between a shape and the canvas edge, and between two shapes' boxes
+MIN_CONTRAST = 110.0  # RGB distance between a shape's colour and the background under it
+STAR_INNER_RATIO = 0.45
+BACKGROUNDS = ("plain", "gradient", "noise", "paper")
+SUPERSAMPLE = 4  # anti-aliased shapes are drawn this many times larger, then averaged down
 
 COLOUR_QUESTION = "what colour is the {kind}?"
 SIZE_QUESTION = "what size is the {kind}?"
@@ -64,8 +92,8 @@ Box = tuple[int, int, int, int]
 class ShapeSpec:
     """One shape of a scene.
 
-    ``box`` is (x0, y0, x1, y1) in pixels, as PIL's ``getbbox`` gives it: x1 and y1 are one past the last
-    pixel, so ``np.asarray(image)[y0:y1, x0:x1]`` crops exactly the shape's painted pixels.
+    ``box`` is (x0, y0, x1, y1) in canvas pixels, as PIL's ``getbbox`` gives it: x1 and y1 are one past
+    the last pixel. ``style`` says how it was drawn ("filled" or "outlined"; "hand-drawn" when wobbly).
     """
 
     kind: str  # one of SHAPES
@@ -73,6 +101,7 @@ class ShapeSpec:
     size: str  # a key of SIZES
     position: str  # a key of POSITIONS
     box: Box
+    style: str = "filled"
 
 
 @dataclass(frozen=True)
@@ -80,7 +109,8 @@ class Scene:
     """An image with its shapes (in caption order) and texts.
 
     ``questions`` maps a question type ("colour", "shape", "size", "count") to (question, answer) pairs.
-    ``negatives`` lists every hard negative caption, in a fixed order; sample from it as needed.
+    ``negatives`` lists every hard negative caption, in a fixed order. ``background`` names its kind
+    and ``dark`` says whether its mean brightness is below a third of full scale.
     """
 
     image: Image.Image
@@ -88,21 +118,21 @@ class Scene:
     caption: str
     questions: dict[str, list[tuple[str, str]]]
     negatives: list[str]
+    background: str = "plain"
+    dark: bool = False
 
 
 def canonical_order(shapes: Iterable[ShapeSpec]) -> list[ShapeSpec]:
-    """The shapes sorted by position, left, right, top, bottom, centre: the order the caption names them."""
+    """The shapes sorted by position in reading order: the order the caption names them."""
     order = list(POSITIONS)
     return sorted(shapes, key=lambda s: order.index(s.position))
 
 
 def _check_layout(shapes: list[ShapeSpec]) -> None:
     positions = [s.position for s in shapes]
-    if len(shapes) == 1 and positions[0] in POSITIONS:
+    if len(shapes) in NUM_SHAPES and len(set(positions)) == len(shapes) and set(positions) <= set(POSITIONS):
         return
-    if len(shapes) == 2 and len(set(positions)) == 2 and set(positions) <= set(SIDE_POSITIONS):
-        return
-    raise ValueError(f"not a valid layout: {positions} (one shape anywhere, or two at distinct sides)")
+    raise ValueError(f"not a valid layout: {positions} (one or two shapes, in distinct cells)")
 
 
 def caption_for(shapes: Iterable[ShapeSpec]) -> str:
@@ -118,7 +148,7 @@ def caption_for(shapes: Iterable[ShapeSpec]) -> str:
     )
 
 
-def _questions(shapes: list[ShapeSpec]) -> dict[str, list[tuple[str, str]]]:
+def questions_for(shapes: list[ShapeSpec]) -> dict[str, list[tuple[str, str]]]:
     """VQA pairs. Colour and size questions name a shape by its kind, so they are asked only of a kind
     that occurs once in the scene; otherwise "the circle" would be ambiguous."""
     kinds = [s.kind for s in shapes]
@@ -131,22 +161,18 @@ def _questions(shapes: list[ShapeSpec]) -> dict[str, list[tuple[str, str]]]:
     }
 
 
-def _negatives(shapes: list[ShapeSpec]) -> list[str]:
+def negatives_for(shapes: list[ShapeSpec]) -> list[str]:
     """Captions of other valid scenes that differ from this one in exactly one attribute of one shape,
     plus, for two shapes, the positions swapped (a different caption, thanks to the canonical order)."""
     true_caption = caption_for(shapes)
     used = {s.position for s in shapes}
     variants: list[list[ShapeSpec]] = []
     for i, shape in enumerate(shapes):
-        if len(shapes) == 1:
-            free_positions = [p for p in POSITIONS if p != shape.position]
-        else:  # the other shape keeps its position, and centre would overlap it
-            free_positions = [p for p in SIDE_POSITIONS if p not in used]
         changes = [
             *({"colour": c} for c in COLOURS if c != shape.colour),
             *({"kind": k} for k in SHAPES if k != shape.kind),
             *({"size": z} for z in SIZES if z != shape.size),
-            *({"position": p} for p in free_positions),
+            *({"position": p} for p in POSITIONS if p not in used),
         ]
         for change in changes:
             variants.append([*shapes[:i], replace(shape, **change), *shapes[i + 1 :]])
@@ -158,41 +184,166 @@ def _negatives(shapes: list[ShapeSpec]) -> list[str]:
     return list(dict.fromkeys(c for c in captions if c != true_caption))
 
 
-def _shape_mask(kind: str, centre: tuple[int, int], size: int) -> Image.Image:
-    """A black "L" image with the shape painted white: ``size`` pixels across, centred on ``centre``."""
-    mask = Image.new("L", (IMAGE_SIZE, IMAGE_SIZE), 0)
-    draw = ImageDraw.Draw(mask)
-    x0, y0 = centre[0] - size // 2, centre[1] - size // 2
-    x1, y1 = x0 + size - 1, y0 + size - 1  # PIL's rectangle and ellipse include the far corner
+def outline(kind: str, extent: float, angle: float) -> np.ndarray:
+    """(N, 2) closed outline of a shape ``extent`` across (before rotation), centred on its box centre,
+    rotated by ``angle`` radians, densely sampled so that a wobble can bend every side."""
     if kind == "circle":
-        draw.ellipse((x0, y0, x1, y1), fill=255)
-    elif kind == "square":
-        draw.rectangle((x0, y0, x1, y1), fill=255)
-    elif kind == "triangle":  # point up; as wide as it is tall
-        draw.polygon([((x0 + x1) / 2, y0), (x1, y1), (x0, y1)], fill=255)
-    elif kind == "star":
-        outer = (size - 1) / 2
-        cx = (x0 + x1) / 2
-        # A star's lowest points sit at outer * cos(36 deg) below its centre, its top point at ``outer``
-        # above: shift it down by half the difference so its box is centred like the other shapes.
-        cy = (y0 + y1) / 2 + outer * (1 - np.cos(np.pi / 5)) / 2
-        angles = -np.pi / 2 + np.arange(10) * np.pi / 5  # ten corners, first one pointing up
-        radii = np.where(np.arange(10) % 2 == 0, outer, outer * STAR_INNER_RATIO)
-        points = [(cx + r * np.cos(a), cy + r * np.sin(a)) for r, a in zip(radii, angles, strict=True)]
-        draw.polygon(points, fill=255)
+        t = np.linspace(0, 2 * np.pi, 64, endpoint=False)
+        corners = np.stack([np.cos(t), np.sin(t)], axis=1) * extent / 2
     else:
-        raise ValueError(f"unknown shape {kind!r}; expected one of {SHAPES}")
-    return mask
+        if kind == "square":
+            a = np.pi / 4 + np.arange(4) * np.pi / 2
+            radii = np.full(4, extent / 2 * np.sqrt(2))
+        elif kind == "triangle":  # equilateral, point up
+            a = -np.pi / 2 + np.arange(3) * 2 * np.pi / 3
+            radii = np.full(3, extent / np.sqrt(3))
+        elif kind == "star":
+            a = -np.pi / 2 + np.arange(10) * np.pi / 5
+            radii = np.where(np.arange(10) % 2 == 0, extent / 2, extent / 2 * STAR_INNER_RATIO)
+        else:
+            raise ValueError(f"unknown shape {kind!r}; expected one of {SHAPES}")
+        corners = np.stack([radii * np.cos(a), radii * np.sin(a)], axis=1)
+        ends = np.roll(corners, -1, axis=0)
+        steps = np.linspace(0, 1, 8, endpoint=False)[None, :, None]
+        corners = (corners[:, None] + (ends - corners)[:, None] * steps).reshape(-1, 2)
+    rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    points = corners @ rotation.T
+    return points - (points.min(axis=0) + points.max(axis=0)) / 2  # box centre at the origin
 
 
-def _background(rng: np.random.Generator) -> Image.Image:
-    """Light grey with a subtle per-scene tint and per-pixel Gaussian noise."""
-    tint = rng.integers(-BACKGROUND_TINT, BACKGROUND_TINT + 1, size=3)
-    # float32 and in-place arithmetic: this is most of the time it takes to make a scene.
-    pixels = rng.standard_normal((IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.float32)
-    pixels *= BACKGROUND_NOISE
-    pixels += (BACKGROUND + tint).astype(np.float32)
-    return Image.fromarray(np.clip(pixels, 0, 255, out=pixels).astype(np.uint8), "RGB")
+def wobble(points: np.ndarray, amount: float, rng: np.random.Generator) -> np.ndarray:
+    """Bend an outline like a hand on a mouse: slow waves along it plus a little tremor."""
+    n = len(points)
+    t = np.arange(n) / n * 2 * np.pi
+    offset = np.zeros((n, 2))
+    for frequency in (2, 3, 5):
+        phase = rng.uniform(0, 2 * np.pi, 2)
+        offset += np.stack([np.sin(frequency * t + phase[0]), np.cos(frequency * t + phase[1])], axis=1)
+    offset = offset / 3 * amount + rng.normal(0, amount * 0.15, (n, 2))
+    return points + offset
+
+
+def _mask(points: np.ndarray, size: tuple[int, int], stroke: float | None, smooth: bool) -> Image.Image:
+    """An "L" mask of the polygon ``points`` (canvas pixels): filled, or stroked ``stroke`` pixels wide."""
+    scale = SUPERSAMPLE if smooth else 1
+    mask = Image.new("L", (size[0] * scale, size[1] * scale), 0)
+    draw = ImageDraw.Draw(mask)
+    # Pixel centres sit at +0.5; PIL's polygon fills by pixel index, so shift to match either scale.
+    xy = [(float(x), float(y)) for x, y in (points * scale + (scale - 1) / 2)]
+    if stroke is None:
+        draw.polygon(xy, fill=255)
+    else:
+        draw.line([*xy, xy[0], xy[1]], fill=255, width=max(1, round(stroke * scale)), joint="curve")
+    return mask.reduce(scale) if smooth else mask
+
+
+def _hsv_rgb(h: float, s: float, v: float) -> np.ndarray:
+    return np.array(colorsys.hsv_to_rgb(h % 1.0, s, v)) * 255
+
+
+def shape_rgb(colour: str, rng: np.random.Generator) -> np.ndarray:
+    """A colour a person would call ``colour``: jittered in hue, saturation and value."""
+    hue, jitter, sat, val = COLOUR_FAMILIES[colour]
+    h = (hue + rng.uniform(-jitter, jitter)) / 360
+    return _hsv_rgb(h, rng.uniform(*sat), rng.uniform(*val))
+
+
+def _smooth_noise(rng: np.random.Generator, size: tuple[int, int], cells: int) -> np.ndarray:
+    """(H, W) smooth noise in about [-1, 1]: a coarse random grid, resized bicubically."""
+    coarse = rng.uniform(0, 255, (cells, cells)).astype(np.uint8)
+    smooth = Image.fromarray(coarse, "L").resize(size, Image.Resampling.BICUBIC)
+    return np.asarray(smooth, dtype=np.float32) / 127.5 - 1
+
+
+def background(rng: np.random.Generator, size: tuple[int, int]) -> tuple[np.ndarray, str]:
+    """(H, W, 3) float32 background of any colour and one of BACKGROUNDS, and its kind."""
+    width, height = size
+    tone = rng.integers(3)  # dark, light or free brightness; grey-ish, mid or saturated colour
+    v = rng.uniform(0.03, 0.3) if tone == 0 else rng.uniform(0.75, 1.0) if tone == 1 else rng.uniform(0, 1)
+    s = (rng.uniform(0, 0.12), rng.uniform(0.12, 0.5), rng.uniform(0.5, 1.0))[rng.integers(3)]
+    base = _hsv_rgb(rng.uniform(0, 1), s, v).astype(np.float32)
+    kind = BACKGROUNDS[rng.integers(len(BACKGROUNDS))]
+    pixels = np.broadcast_to(base, (height, width, 3)).copy()
+    if kind == "gradient":
+        other = np.clip(base + rng.uniform(-90, 90, 3), 0, 255).astype(np.float32)
+        angle = rng.uniform(0, 2 * np.pi)
+        ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
+        ramp = xs / width * np.cos(angle) + ys / height * np.sin(angle)
+        ramp = (ramp - ramp.min()) / max(float(ramp.max() - ramp.min()), 1e-6)
+        pixels += ramp[..., None] * (other - base)
+    elif kind == "noise":
+        pixels += rng.standard_normal((height, width, 3), dtype=np.float32) * rng.uniform(6, 22)
+    elif kind == "paper":  # blotchy fibres, fine grain and, sometimes, faint ruled lines
+        pixels += _smooth_noise(rng, size, int(rng.integers(4, 10)))[..., None] * rng.uniform(6, 16)
+        pixels += rng.standard_normal((height, width, 1), dtype=np.float32) * 4
+        if rng.random() < 0.5:
+            spacing = int(rng.integers(10, 20))
+            line = np.where(base.mean() > 128, -40.0, 40.0)
+            pixels[int(rng.integers(spacing)) :: spacing] += np.array([line, line, line * 0.3], np.float32)
+    else:
+        pixels += rng.standard_normal((height, width, 3), dtype=np.float32) * 2
+    return np.clip(pixels, 0, 255), kind
+
+
+def _canvas_size(rng: np.random.Generator) -> tuple[int, int]:
+    side = rng.uniform(*CANVAS_SIDE)
+    aspect = np.exp(rng.uniform(np.log(ASPECT[0]), np.log(ASPECT[1])))
+    return int(round(side * np.sqrt(aspect))), int(round(side / np.sqrt(aspect)))
+
+
+def _place(
+    rng: np.random.Generator, kind: str, size: str, position: str, canvas: tuple[int, int]
+) -> tuple[np.ndarray, float]:
+    """A shape's outline in canvas pixels, jittered in its cell and kept inside the canvas, and its extent."""
+    width, height = canvas
+    extent = rng.uniform(*SIZES[size]) * np.sqrt(width * height)
+    angle = 0.0 if kind == "circle" else rng.uniform(0, 2 * np.pi)
+    points = outline(kind, extent, angle)
+    column, row = POSITIONS[position]
+    jitter = rng.uniform(-CELL_JITTER, CELL_JITTER, 2)
+    centre = np.array([(column + 0.5 + jitter[0]) * width / 3, (row + 0.5 + jitter[1]) * height / 3])
+    half = (points.max(axis=0) - points.min(axis=0)) / 2 + MARGIN + extent * 0.08
+    centre = np.clip(centre, half, np.array([width, height]) - half)
+    return points + centre, extent
+
+
+def _stands_out(rgb: np.ndarray, under: np.ndarray) -> bool:
+    """Far enough from the background in RGB, and not on a strongly coloured ground of its own hue
+    (a blue star on a saturated blue field is hard to see and hard to name)."""
+    if np.linalg.norm(rgb - under) < MIN_CONTRAST:
+        return False
+    h1, _, _ = colorsys.rgb_to_hsv(*(rgb / 255))
+    h2, s2, v2 = colorsys.rgb_to_hsv(*(under / 255))
+    hue_gap = min(abs(h1 - h2), 1 - abs(h1 - h2)) * 360
+    return not (s2 > 0.35 and v2 > 0.25 and hue_gap < 35)
+
+
+def _cell_of(x: float, y: float, canvas: tuple[int, int]) -> str:
+    column, row = min(int(3 * x / canvas[0]), 2), min(int(3 * y / canvas[1]), 2)
+    return next(name for name, cell in POSITIONS.items() if cell == (column, row))
+
+
+def _apart(a: Box, b: Box) -> bool:
+    return a[2] + MARGIN <= b[0] or b[2] + MARGIN <= a[0] or a[3] + MARGIN <= b[1] or b[3] + MARGIN <= a[1]
+
+
+def _draw_shape(rng, kind, size, position, canvas, taken: list[Box]):
+    """Try to draw one shape; None when the draw must be rejected (off its cell, or touching another)."""
+    points, extent = _place(rng, kind, size, position, canvas)
+    style = "outlined" if rng.random() < 0.4 else "filled"
+    hand = rng.random() < 0.5
+    if hand:
+        points = wobble(points, extent * rng.uniform(0.02, 0.06), rng)
+    stroke = max(2.0, extent * rng.uniform(0.08, 0.18)) if style == "outlined" else None
+    mask = _mask(points, canvas, stroke, smooth=rng.random() < 0.5)
+    box = mask.getbbox()
+    if box is None or _cell_of((box[0] + box[2]) / 2, (box[1] + box[3]) / 2, canvas) != position:
+        return None
+    if box[0] < 1 or box[1] < 1 or box[2] > canvas[0] - 1 or box[3] > canvas[1] - 1:
+        return None
+    if not all(_apart(box, other) for other in taken):
+        return None
+    return mask, box, style + (" hand-drawn" if hand else "")
 
 
 def make_scene(rng: np.random.Generator, num_shapes: int | None = None) -> Scene:
@@ -204,33 +355,43 @@ def make_scene(rng: np.random.Generator, num_shapes: int | None = None) -> Scene
     """
     if num_shapes is None:
         num_shapes = NUM_SHAPES[rng.integers(len(NUM_SHAPES))]
-    if num_shapes == 1:
-        positions = [list(POSITIONS)[rng.integers(len(POSITIONS))]]
-    elif num_shapes == 2:
-        positions = [SIDE_POSITIONS[i] for i in rng.choice(len(SIDE_POSITIONS), size=2, replace=False)]
-    else:
+    if num_shapes not in NUM_SHAPES:
         raise ValueError(f"num_shapes must be 1, 2 or None, got {num_shapes}")
-
-    image = _background(rng)
-    shapes = []
-    for position in sorted(positions, key=list(POSITIONS).index):
-        kind = SHAPES[rng.integers(len(SHAPES))]
-        colour = list(COLOURS)[rng.integers(len(COLOURS))]
-        size = list(SIZES)[rng.integers(len(SIZES))]
-        pixels_across = SIZES[size] + int(rng.integers(-SIZE_JITTER, SIZE_JITTER + 1))
-        dx, dy = rng.integers(-POSITION_JITTER, POSITION_JITTER + 1, size=2)
-        centre = (POSITIONS[position][0] + int(dx), POSITIONS[position][1] + int(dy))
-        rgb = np.clip(np.array(COLOURS[colour]) + rng.integers(-COLOUR_JITTER, COLOUR_JITTER + 1, 3), 0, 255)
-        mask = _shape_mask(kind, centre, pixels_across)
-        image.paste(tuple(int(v) for v in rgb), (0, 0, IMAGE_SIZE, IMAGE_SIZE), mask)
-        shapes.append(ShapeSpec(kind, colour, size, position, mask.getbbox()))
-
+    canvas = _canvas_size(rng)
+    pixels, kind_of_background = background(rng, canvas)
+    while True:  # rejection sampling: a few tries at most, in practice
+        positions = [list(POSITIONS)[i] for i in rng.choice(len(POSITIONS), size=num_shapes, replace=False)]
+        shapes, masks = [], []
+        for position in sorted(positions, key=list(POSITIONS).index):
+            kind, size = SHAPES[rng.integers(len(SHAPES))], list(SIZES)[rng.integers(len(SIZES))]
+            drawn = _draw_shape(rng, kind, size, position, canvas, [s.box for s in shapes])
+            if drawn is None:
+                break
+            mask, box, style = drawn
+            under = pixels[box[1] : box[3], box[0] : box[2]].reshape(-1, 3).mean(axis=0)
+            for _ in range(30):  # a named colour that stands out from the background under the shape
+                colour = list(COLOURS)[rng.integers(len(COLOURS))]
+                rgb = shape_rgb(colour, rng)
+                if _stands_out(rgb, under):
+                    break
+            else:
+                break
+            shapes.append(ShapeSpec(kind, colour, size, position, box, style))
+            masks.append((mask, rgb))
+        if len(shapes) == num_shapes:
+            break
+    for mask, rgb in masks:
+        alpha = np.asarray(mask, dtype=np.float32)[..., None] / 255
+        pixels = pixels * (1 - alpha) + rgb.astype(np.float32) * alpha
+    image = Image.fromarray(np.clip(pixels + 0.5, 0, 255).astype(np.uint8), "RGB")
     return Scene(
         image=image,
         shapes=shapes,
         caption=caption_for(shapes),
-        questions=_questions(shapes),
-        negatives=_negatives(shapes),
+        questions=questions_for(shapes),
+        negatives=negatives_for(shapes),
+        background=kind_of_background,
+        dark=bool(np.asarray(image).mean() < 85),
     )
 
 

@@ -43,13 +43,15 @@ sys.path.insert(0, str(ROOT))
 
 import shapes_world as shapes  # noqa: E402
 
-from blip.loading.preprocess import IMAGE_MEAN, IMAGE_STD  # noqa: E402
+from blip.loading.preprocess import IMAGE_MEAN, IMAGE_STD, preprocess  # noqa: E402
 from blip.loading.tokenizer import DEC_ID, ENC_ID, SEP_ID, BlipTokenizer  # noqa: E402
 from blip.model import CaptionModel, QuestionAnsweringModel, RetrievalModel  # noqa: E402
 from blip.model.config import config_from_dict  # noqa: E402
 
 OUT = ROOT / "assets" / "demo"
 WIDTH, LAYERS_V, LAYERS_T, HEADS, PATCH = 112, 4, 3, 4, 12
+# Steps per model: sized to finish in under an hour on the shared, loaded 2-core machine.
+STEPS = {"caption": 1800, "vqa": 1200, "retrieval": 1300}
 FAR_BELOW = -1.0e4  # saved LM-head bias of ids the world never uses
 ARCHITECTURES = {
     "caption": "BlipForConditionalGeneration",
@@ -123,16 +125,12 @@ class SceneStream:
         self.rng = np.random.default_rng(seed)
         self.two_shape_share = two_shape_share
         self.tokenizer = tokenizer
-        self.mean = torch.tensor(IMAGE_MEAN).view(1, 3, 1, 1)
-        self.std = torch.tensor(IMAGE_STD).view(1, 3, 1, 1)
 
     def batch(self, size: int) -> tuple[list[shapes.Scene], torch.Tensor]:
         counts = 1 + (self.rng.random(size) < self.two_shape_share)
         scenes = [shapes.make_scene(self.rng, int(n)) for n in counts]
-        pixels = torch.from_numpy(np.stack([np.asarray(s.image) for s in scenes])).permute(0, 3, 1, 2)
-        # The arithmetic of blip.loading.preprocess (float64 scaling, float32 normalisation); the images are
-        # already the model's size, so there is nothing to resize.
-        return scenes, ((pixels.double() * (1 / 255)).float() - self.mean) / self.std
+        # Canvases come in many sizes: the engine's own preprocessing resizes them to the model's input.
+        return scenes, preprocess([s.image for s in scenes], shapes.IMAGE_SIZE)
 
     def encode(self, texts: list[str], first: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         ids, mask = self.tokenizer.encode_batch(texts)
@@ -160,23 +158,19 @@ def lm_loss(decoder, ids, mask, states, used: torch.Tensor, remap: torch.Tensor)
 
 
 # Words that name or place a shape; each is grounded to its own shape's box (see grounding_loss).
-_ATTRIBUTE_WORDS = frozenset(
-    [
-        *shapes.SHAPES,
-        *shapes.COLOURS,
-        *shapes.SIZES,
-        *(p.split()[-1] for p in shapes.POSITION_PHRASES.values()),
-    ]
-)
+_PLACE_WORDS = frozenset(w for p in shapes.POSITION_PHRASES.values() for w in p.split()[2:])
+_ATTRIBUTE_WORDS = frozenset([*shapes.SHAPES, *shapes.COLOURS, *shapes.SIZES, *_PLACE_WORDS])
 GROUNDING_WEIGHT = 0.3
 
 
-def patch_mask(box: shapes.Box) -> torch.Tensor:
-    """(patches,) 1 where a patch of the 8 x 8 grid overlaps ``box`` (x0, y0, x1, y1, end-exclusive)."""
+def patch_mask(box: shapes.Box, canvas: tuple[int, int]) -> torch.Tensor:
+    """(patches,) 1 where a patch of the 8 x 8 grid overlaps ``box`` (x0, y0, x1, y1, end-exclusive, in
+    pixels of a ``canvas`` (width, height) image, which the model sees squeezed to a square)."""
     cells = shapes.IMAGE_SIZE // PATCH
     x0, y0, x1, y1 = box
-    cols = torch.tensor([(c * PATCH < x1) and ((c + 1) * PATCH > x0) for c in range(cells)])
-    rows = torch.tensor([(r * PATCH < y1) and ((r + 1) * PATCH > y0) for r in range(cells)])
+    width, height = canvas
+    cols = torch.tensor([(c * width < x1 * cells) and ((c + 1) * width > x0 * cells) for c in range(cells)])
+    rows = torch.tensor([(r * height < y1 * cells) and ((r + 1) * height > y0 * cells) for r in range(cells)])
     return (rows[:, None] & cols[None, :]).flatten().float()
 
 
@@ -184,8 +178,9 @@ def grounded_words(scene: shapes.Scene, text: str) -> list[tuple[int, shapes.Box
     """(token position, box) for each word of ``text`` that belongs to one shape of ``scene``.
 
     In the caption, a shape's size, colour, kind and position words belong to it; in a question the
-    named kind ("what colour is the circle?") or the named side ("what shape is on the left?") does;
-    in a one-shape scene every attribute word does. Every grammar word is one token, after [CLS]/[ENC].
+    named kind ("what colour is the circle?") or the words of the named place ("what shape is at the
+    top left?") do; in a one-shape scene every attribute word does. Every grammar word is one token,
+    after [CLS]/[ENC].
     """
     words = text.replace("?", " ?").split()  # every grammar word is one WordPiece
     ordered = shapes.canonical_order(scene.shapes)
@@ -198,18 +193,17 @@ def grounded_words(scene: shapes.Scene, text: str) -> list[tuple[int, shapes.Box
             elif word in _ATTRIBUTE_WORDS:
                 found.append((1 + i, ordered[mention].box))
         return found
+    if len(ordered) == 1:
+        return [(1 + i, ordered[0].box) for i, w in enumerate(words) if w in _ATTRIBUTE_WORDS]
     kinds = [s.kind for s in ordered]
+    for shape in ordered:
+        if text.endswith(f" {shapes.POSITION_PHRASES[shape.position]}?"):
+            tail = len(shapes.POSITION_PHRASES[shape.position].split()) + 1  # the phrase and "?"
+            start = len(words) - tail
+            found += [(1 + start + j, shape.box) for j, w in enumerate(words[start:-1]) if w in _PLACE_WORDS]
     for i, word in enumerate(words):
-        if word not in _ATTRIBUTE_WORDS:
-            continue
-        if len(ordered) == 1:
-            found.append((1 + i, ordered[0].box))
-        elif word in kinds and kinds.count(word) == 1:
+        if word in kinds and kinds.count(word) == 1:
             found.append((1 + i, ordered[kinds.index(word)].box))
-        else:
-            for shape in ordered:
-                if shapes.POSITION_PHRASES[shape.position].split()[-1] == word:
-                    found.append((1 + i, shape.box))
     return found
 
 
@@ -223,7 +217,7 @@ def grounding_loss(cross_attentions, scenes: list[shapes.Scene], texts: list[str
         for position, box in grounded_words(scene, text):
             rows.append(b)
             positions.append(position)
-            masks.append(patch_mask(box))
+            masks.append(patch_mask(box, scene.image.size))
     if not rows:
         return torch.zeros(())
     rows_t, positions_t, mask = torch.tensor(rows), torch.tensor(positions), torch.stack(masks)
@@ -422,9 +416,15 @@ def main() -> None:
     )
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--only", choices=list(ARCHITECTURES), action="append", help="train only these")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads (1: on a shared 2-core machine 2 threads ran 7x slower)",
+    )
     args = parser.parse_args()
     torch.manual_seed(0)
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     tokenizer = BlipTokenizer.default()
     used = used_ids(tokenizer)
     remap = torch.full((30524,), -100, dtype=torch.long)
@@ -432,7 +432,7 @@ def main() -> None:
     print(f"world vocabulary: {len(used)} token ids", flush=True)
     start = time.time()
     tasks = args.only or list(ARCHITECTURES)
-    steps = {k: max(10, int(v * args.scale)) for k, v in dict(caption=2800, vqa=2500, retrieval=2400).items()}
+    steps = {k: max(10, int(v * args.scale)) for k, v in STEPS.items()}
 
     captioner = CaptionModel(config_from_dict(demo_config("caption")))
     init_weights(captioner, seed=1)
