@@ -62,11 +62,11 @@ def measure(engine: Engine, count: int, seed: int = SEED) -> dict[tuple[str, str
                     for layer in layers:
                         heat = maps.grid_map(word=word, layer=layer, kind=kind)
                         name = "mean" if layer is None else str(layer)
-                        hits[(source, kind, name)].append(_points_at(heat, box, shapes.IMAGE_SIZE))
+                        hits[(source, kind, name)].append(_points_at(heat, box, scene.image.size))
                         for sigma in BLURS[1:]:
                             smooth = blur_map(heat, sigma)
                             blurred[(source, kind, layer, sigma)].append(
-                                _points_at(smooth, box, shapes.IMAGE_SIZE)
+                                _points_at(smooth, box, scene.image.size)
                             )
     figures = {key: float(np.mean(v)) for key, v in hits.items()}
     for source, kind in {(s, k) for s, k, _ in figures}:

@@ -288,7 +288,7 @@ def background(rng: np.random.Generator, size: tuple[int, int]) -> tuple[np.ndar
 def _canvas_size(rng: np.random.Generator) -> tuple[int, int]:
     side = rng.uniform(*CANVAS_SIDE)
     aspect = np.exp(rng.uniform(np.log(ASPECT[0]), np.log(ASPECT[1])))
-    return int(round(side * np.sqrt(aspect))), int(round(side / np.sqrt(aspect)))
+    return round(side * np.sqrt(aspect)), round(side / np.sqrt(aspect))
 
 
 def _place(
