@@ -1,6 +1,6 @@
 """Train the offline demo models: three tiny BLIPs on the synthetic shapes world (scripts/shapes_world.py).
 
-    python scripts/train_shapes.py            # about 38 minutes on 2 CPU cores; writes assets/demo/
+    python scripts/train_shapes.py            # 43 minutes on the shared, loaded 2 cores; writes assets/demo/
 
 The models have exactly the official architecture and file layout (config.json, model.safetensors,
 tokenizer.json, preprocessor_config.json), only smaller, so the normal loader (and transformers) read
