@@ -63,7 +63,7 @@ def test_blurred_maps_point_where_the_raw_maps_point_on_the_demo_scenes():
     (98.7% measured on 60 scenes, 470 maps) and never points worse."""
     from pointing_layers import SEED, shape_maps
     from shapes_eval import _points_at
-    from shapes_world import IMAGE_SIZE, scene_stream
+    from shapes_world import scene_stream
 
     engine = Engine(device="cpu", demo="always")
     same, raw_hits, blurred_hits = [], [], []
@@ -76,8 +76,8 @@ def test_blurred_maps_point_where_the_raw_maps_point_on_the_demo_scenes():
                     heat = maps.grid_map(word=word, kind=kind)
                     smooth = blur_map(heat, LAVIS_BLUR)
                     same.append(np.argmax(smooth) == np.argmax(heat))
-                    raw_hits.append(_points_at(heat, box, IMAGE_SIZE))
-                    blurred_hits.append(_points_at(smooth, box, IMAGE_SIZE))
+                    raw_hits.append(_points_at(heat, box, scene.image.size))
+                    blurred_hits.append(_points_at(smooth, box, scene.image.size))
     assert len(same) >= 200
     assert np.mean(same) >= 0.95, np.mean(same)
     assert np.mean(blurred_hits) >= np.mean(raw_hits)
