@@ -120,6 +120,7 @@ class Scene:
     negatives: list[str]
     background: str = "plain"
     dark: bool = False
+    coverage: np.ndarray | None = None  # (H, W) float32 in [0, 1]: how much of each pixel is shape
 
 
 def canonical_order(shapes: Iterable[ShapeSpec]) -> list[ShapeSpec]:
@@ -380,8 +381,10 @@ def make_scene(rng: np.random.Generator, num_shapes: int | None = None) -> Scene
             masks.append((mask, rgb))
         if len(shapes) == num_shapes:
             break
+    coverage = np.zeros(pixels.shape[:2], np.float32)
     for mask, rgb in masks:
         alpha = np.asarray(mask, dtype=np.float32)[..., None] / 255
+        coverage = np.maximum(coverage, alpha[..., 0])
         pixels = pixels * (1 - alpha) + rgb.astype(np.float32) * alpha
     image = Image.fromarray(np.clip(pixels + 0.5, 0, 255).astype(np.uint8), "RGB")
     return Scene(
@@ -392,6 +395,7 @@ def make_scene(rng: np.random.Generator, num_shapes: int | None = None) -> Scene
         negatives=negatives_for(shapes),
         background=kind_of_background,
         dark=bool(np.asarray(image).mean() < 85),
+        coverage=coverage,
     )
 
 
