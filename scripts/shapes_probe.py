@@ -75,6 +75,13 @@ def main() -> None:
     parser.add_argument("--every", type=int, default=500)
     parser.add_argument("--count", type=int, default=200, help="held-out scenes per set")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--curriculum",
+        type=float,
+        nargs=2,
+        metavar=("NEAT_ON_PLAIN", "NEAT"),
+        help="fractions of the steps at which to leave the first and the second stage (e.g. 0.2 0.4)",
+    )
     args = parser.parse_args()
     torch.manual_seed(0)
     torch.set_num_threads(args.threads)
@@ -94,6 +101,9 @@ def main() -> None:
     for step in range(args.steps):
         for group in opt.param_groups:
             group["lr"] = training.schedule(step, args.steps, args.lr)
+        if args.curriculum:
+            done = step / args.steps
+            stream.stage = sum(done >= edge for edge in args.curriculum)  # 0, 1, then 2 (FULL)
         scenes, pixels = stream.batch(args.batch)
         loss = training.patch_loss(wrapped.heads, tower.encode_image(pixels), scenes)
         opt.zero_grad(set_to_none=True)

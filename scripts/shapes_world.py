@@ -80,6 +80,10 @@ STAR_INNER_RATIO = 0.45
 BACKGROUNDS = ("plain", "gradient", "noise", "paper")
 SUPERSAMPLE = 4  # anti-aliased shapes are drawn this many times larger, then averaged down
 
+# Curriculum stages, easiest first: neat (filled, upright, smooth-edged) shapes on a plain light ground,
+# neat shapes on any ground, then the whole world. Evaluation always draws the whole world.
+NEAT_ON_PLAIN, NEAT, FULL = 0, 1, 2
+
 COLOUR_QUESTION = "what colour is the {kind}?"
 SIZE_QUESTION = "what size is the {kind}?"
 SHAPE_QUESTION = "what shape is {phrase}?"
@@ -293,12 +297,18 @@ def _canvas_size(rng: np.random.Generator) -> tuple[int, int]:
 
 
 def _place(
-    rng: np.random.Generator, kind: str, size: str, position: str, canvas: tuple[int, int]
+    rng: np.random.Generator,
+    kind: str,
+    size: str,
+    position: str,
+    canvas: tuple[int, int],
+    upright: bool = False,
 ) -> tuple[np.ndarray, float]:
     """A shape's outline in canvas pixels, jittered in its cell and kept inside the canvas, and its extent."""
     width, height = canvas
     extent = rng.uniform(*SIZES[size]) * np.sqrt(width * height)
-    angle = 0.0 if kind == "circle" else rng.uniform(0, 2 * np.pi)
+    angle = rng.uniform(0, 2 * np.pi)
+    angle = 0.0 if kind == "circle" or upright else angle
     points = outline(kind, extent, angle)
     column, row = POSITIONS[position]
     jitter = rng.uniform(-CELL_JITTER, CELL_JITTER, 2)
@@ -328,11 +338,11 @@ def _apart(a: Box, b: Box) -> bool:
     return a[2] + MARGIN <= b[0] or b[2] + MARGIN <= a[0] or a[3] + MARGIN <= b[1] or b[3] + MARGIN <= a[1]
 
 
-def _draw_shape(rng, kind, size, position, canvas, taken: list[Box]):
+def _draw_shape(rng, kind, size, position, canvas, taken: list[Box], neat: bool = False):
     """Try to draw one shape; None when the draw must be rejected (off its cell, or touching another)."""
-    points, extent = _place(rng, kind, size, position, canvas)
-    style = "outlined" if rng.random() < 0.4 else "filled"
-    hand = rng.random() < 0.5
+    points, extent = _place(rng, kind, size, position, canvas, upright=neat)
+    style = "outlined" if rng.random() < 0.4 and not neat else "filled"
+    hand = rng.random() < 0.5 and not neat
     if hand:
         points = wobble(points, extent * rng.uniform(0.02, 0.06), rng)
     stroke = max(2.0, extent * rng.uniform(0.08, 0.18)) if style == "outlined" else None
@@ -347,12 +357,13 @@ def _draw_shape(rng, kind, size, position, canvas, taken: list[Box]):
     return mask, box, style + (" hand-drawn" if hand else "")
 
 
-def make_scene(rng: np.random.Generator, num_shapes: int | None = None) -> Scene:
+def make_scene(rng: np.random.Generator, num_shapes: int | None = None, stage: int = FULL) -> Scene:
     """Draw one random scene.
 
     Args:
         rng: the random source; the scene depends on nothing else.
         num_shapes: 1 or 2; None picks one of them with equal probability.
+        stage: NEAT_ON_PLAIN, NEAT or FULL (the default): how much of the world's variety to draw.
     """
     if num_shapes is None:
         num_shapes = NUM_SHAPES[rng.integers(len(NUM_SHAPES))]
@@ -360,12 +371,14 @@ def make_scene(rng: np.random.Generator, num_shapes: int | None = None) -> Scene
         raise ValueError(f"num_shapes must be 1, 2 or None, got {num_shapes}")
     canvas = _canvas_size(rng)
     pixels, kind_of_background = background(rng, canvas)
+    if stage == NEAT_ON_PLAIN:
+        pixels, kind_of_background = np.full_like(pixels, 225.0), "plain"
     while True:  # rejection sampling: a few tries at most, in practice
         positions = [list(POSITIONS)[i] for i in rng.choice(len(POSITIONS), size=num_shapes, replace=False)]
         shapes, masks = [], []
         for position in sorted(positions, key=list(POSITIONS).index):
             kind, size = SHAPES[rng.integers(len(SHAPES))], list(SIZES)[rng.integers(len(SIZES))]
-            drawn = _draw_shape(rng, kind, size, position, canvas, [s.box for s in shapes])
+            drawn = _draw_shape(rng, kind, size, position, canvas, [s.box for s in shapes], stage < FULL)
             if drawn is None:
                 break
             mask, box, style = drawn

@@ -125,10 +125,11 @@ class SceneStream:
         self.rng = np.random.default_rng(seed)
         self.two_shape_share = two_shape_share
         self.tokenizer = tokenizer
+        self.stage = shapes.FULL
 
     def batch(self, size: int) -> tuple[list[shapes.Scene], torch.Tensor]:
         counts = 1 + (self.rng.random(size) < self.two_shape_share)
-        scenes = [shapes.make_scene(self.rng, int(n)) for n in counts]
+        scenes = [shapes.make_scene(self.rng, int(n), self.stage) for n in counts]
         # Canvases come in many sizes: the engine's own preprocessing resizes them to the model's input.
         return scenes, preprocess([s.image for s in scenes], shapes.IMAGE_SIZE)
 
