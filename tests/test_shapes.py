@@ -310,3 +310,22 @@ def test_repeated_tokens_are_detected():
     assert repeats_a_token("what ? ? ?")
     assert not repeats_a_token("a small red square on the left and a small red square on the right")
     assert not repeats_a_token("") and not repeats_a_token("a a")
+
+
+def test_curriculum_stages_draw_neat_shapes_first_and_the_whole_world_by_default():
+    import shapes_world
+
+    rng = np.random.default_rng(7)
+    plain = [shapes_world.make_scene(rng, None, shapes_world.NEAT_ON_PLAIN) for _ in range(40)]
+    neat = [shapes_world.make_scene(rng, None, shapes_world.NEAT) for _ in range(40)]
+    full = [shapes_world.make_scene(rng) for _ in range(80)]
+    for scene in plain:
+        corner = np.asarray(scene.image)[0, 0]
+        assert scene.background == "plain" and corner.tolist() == [225, 225, 225]
+    assert {s.style for scene in plain + neat for s in scene.shapes} == {"filled"}
+    assert len({scene.background for scene in neat}) > 1  # any ground from the second stage on
+    styles = {s.style for scene in full for s in scene.shapes}
+    assert {"outlined", "filled hand-drawn"} <= styles
+    # Every scene keeps its shapes' coverage map, one value per canvas pixel.
+    scene = full[0]
+    assert scene.coverage.shape == scene.image.size[::-1] and 0 < scene.coverage.mean() < 0.5
