@@ -6,7 +6,8 @@ sizes, placed in one cell of a 3 x 3 layout. The world is domain-randomised so t
 shapes the way a class draws them:
 
 * canvases of many sizes and aspect ratios (the model sees them through the engine's square resize);
-* backgrounds of any colour (dark, light, saturated), plain, gradient, noisy or paper-like;
+* backgrounds of any colour (dark, light, saturated): plain, gradient, noisy, paper-like, tiled, striped
+  or lit from a point;
 * shape sizes on a continuum, the size word decided by the shape's extent relative to the canvas;
 * centres jittered inside their cell, the position word decided by the cell the centre is in;
 * filled or outlined shapes, crisp (aliased) or anti-aliased, neat or hand-drawn (wobbly outlines, as
@@ -77,7 +78,7 @@ CELL_JITTER = 0.3  # centre offset from its cell's centre, as a fraction of the 
 MARGIN = 2  # pixels between a shape and the canvas edge, and between two shapes' boxes
 MIN_CONTRAST = 110.0  # RGB distance between a shape's colour and the background under it
 STAR_INNER_RATIO = 0.45
-BACKGROUNDS = ("plain", "gradient", "noise", "paper")
+BACKGROUNDS = ("plain", "gradient", "noise", "paper", "tiles", "waves", "radial")
 SUPERSAMPLE = 4  # anti-aliased shapes are drawn this many times larger, then averaged down
 
 # Curriculum stages, easiest first: neat (filled, upright, smooth-edged) shapes on a plain light ground,
@@ -285,6 +286,24 @@ def background(rng: np.random.Generator, size: tuple[int, int]) -> tuple[np.ndar
             spacing = int(rng.integers(10, 20))
             line = np.where(base.mean() > 128, -40.0, 40.0)
             pixels[int(rng.integers(spacing)) :: spacing] += np.array([line, line, line * 0.3], np.float32)
+    elif kind == "tiles":  # a repeating board, as on squared paper or a tiled floor, at any offset
+        ys, xs = np.mgrid[0:height, 0:width]
+        tile = int(rng.integers(6, 26))
+        dx, dy = rng.integers(tile, size=2)
+        parity = ((xs + dx) // tile + (ys + dy) // tile) % 2
+        pixels += parity[..., None].astype(np.float32) * rng.uniform(-28, 28, 3).astype(np.float32)
+    elif kind == "waves":  # soft stripes at any angle and period
+        ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
+        angle, period = rng.uniform(0, np.pi), rng.uniform(8, 34)
+        phase = (xs * np.cos(angle) + ys * np.sin(angle)) / period + rng.uniform(0, 1)
+        triangle = np.abs(2 * (phase - np.floor(phase)) - 1) * 2 - 1  # a triangle wave in [-1, 1]
+        pixels += triangle[..., None] * rng.uniform(5, 20, 3).astype(np.float32)
+    elif kind == "radial":  # light falling off from a point, as from a lamp or a vignetting lens
+        ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
+        cx, cy = rng.uniform(0, width), rng.uniform(0, height)
+        distance = np.hypot(xs - cx, ys - cy) / np.hypot(width, height)
+        pixels *= 1 - rng.uniform(0.2, 0.7) * distance[..., None]
+        pixels += rng.uniform(-15, 15)
     else:
         pixels += rng.standard_normal((height, width, 3), dtype=np.float32) * 2
     return np.clip(pixels, 0, 255), kind
@@ -344,8 +363,9 @@ def _draw_shape(rng, kind, size, position, canvas, taken: list[Box], neat: bool 
     style = "outlined" if rng.random() < 0.4 and not neat else "filled"
     hand = rng.random() < 0.5 and not neat
     if hand:
-        points = wobble(points, extent * rng.uniform(0.02, 0.06), rng)
-    stroke = max(2.0, extent * rng.uniform(0.08, 0.18)) if style == "outlined" else None
+        points = wobble(points, extent * rng.uniform(0.02, 0.1), rng)
+    # Strokes from a fine pen (about a pixel) to a fat marker.
+    stroke = max(1.0, extent * rng.uniform(0.04, 0.18)) if style == "outlined" else None
     mask = _mask(points, canvas, stroke, smooth=rng.random() < 0.5)
     box = mask.getbbox()
     if box is None or _cell_of((box[0] + box[2]) / 2, (box[1] + box[3]) / 2, canvas) != position:

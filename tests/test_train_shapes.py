@@ -1,0 +1,83 @@
+"""The demo models' vision pretraining targets: every label moves with the picture under a symmetry of
+the square, and the replay stream mixes fresh scenes with moved old ones."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import train_shapes as training
+from shapes_world import POSITIONS, SHAPES
+
+from blip.loading.tokenizer import BlipTokenizer
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.fixture(scope="module")
+def batch():
+    stream = training.SceneStream(3, BlipTokenizer.default())
+    scenes, pixels = stream.batch(48)
+    return scenes, pixels, training.vision_targets(scenes)
+
+
+def _cell_of_coverage(coverage: torch.Tensor) -> int:
+    """Reading-order 3 x 3 cell of the centre of the covered pixels' box (as the world names places)."""
+    ys, xs = torch.nonzero(coverage > 0.5, as_tuple=True)
+    side = coverage.shape[-1]
+    column = min(int(3 * (xs.min() + xs.max() + 1) / 2 / side), 2)
+    row = min(int(3 * (ys.min() + ys.max() + 1) / 2 / side), 2)
+    return row * 3 + column
+
+
+def test_cell_moves_follow_the_flips_and_the_transpose():
+    index = list(POSITIONS).index
+    mirror, turn_over, transpose = training._cell_moves(1), training._cell_moves(2), training._cell_moves(4)
+    assert mirror[1 + index("top left")] == 1 + index("top right")
+    assert mirror[1 + index("centre")] == 1 + index("centre")
+    assert turn_over[1 + index("top")] == 1 + index("bottom")
+    assert transpose[1 + index("top right")] == 1 + index("bottom left")
+    for symmetry in range(8):
+        table = training._cell_moves(symmetry)
+        assert table[0] == 0 and sorted(table.tolist()) == list(range(10))  # background stays, cells permute
+
+
+@pytest.mark.parametrize("symmetry", range(8))
+def test_labels_move_with_the_picture(batch, symmetry):
+    scenes, pixels, targets = batch
+    moved_pixels, moved = training.transform_views(pixels, targets, torch.full((len(scenes),), symmetry))
+    assert torch.equal(moved_pixels, training._square_symmetry(pixels, symmetry))
+    for key in ("count", "present"):
+        assert torch.equal(moved[key], targets[key])  # what is in the picture does not change
+    def on_labelled_patches(coverage, kind):  # the share of a shape's pixels on patches labelled as it
+        covered = torch.nn.functional.avg_pool2d(coverage, training.PATCH)[0]
+        return float(covered[kind > 0].sum() / covered.sum())
+
+    for b, scene in enumerate(scenes):
+        # Labels sit on the shape (a small one straddling four patches is labelled on the one holding its
+        # box centre), and the same share of it as before the move.
+        share = on_labelled_patches(moved["coverage"][b], moved["kind"][b])
+        assert share > 0.3
+        assert share == pytest.approx(on_labelled_patches(targets["coverage"][b], targets["kind"][b]))
+        if len(scene.shapes) == 1:
+            cells = moved["cell"][b][moved["cell"][b] > 0]
+            assert set(cells.tolist()) == {1 + _cell_of_coverage(moved["coverage"][b, 0])}
+            kinds = moved["kind"][b][moved["kind"][b] > 0]
+            assert set(kinds.tolist()) == {1 + SHAPES.index(scene.shapes[0].kind)}
+
+
+def test_present_names_every_kind_and_colour_in_the_scene(batch):
+    scenes, _, targets = batch
+    for scene, present in zip(scenes, targets["present"], strict=True):
+        named = {s.kind for s in scene.shapes} | {s.colour for s in scene.shapes}
+        assert int(present.sum()) == len(named)
+
+
+def test_replay_mixes_fresh_and_moved_scenes():
+    stream = training.SceneStream(5, BlipTokenizer.default())
+    replay = training.ReplayStream(stream, reuse=4, capacity=64, seed=1)
+    for _ in range(6):
+        pixels, targets = replay.batch(16)
+        assert pixels.shape == (16, 3, 96, 96)
+        assert set(targets) == {"kind", "colour", "size", "cell", "count", "present", "coverage"}
+        assert all(len(value) == 16 for value in targets.values())
+    assert replay.filled == 6 * 4  # a quarter of each batch was drawn fresh and kept
