@@ -1,10 +1,12 @@
 """Train the offline demo models: three tiny BLIPs on the synthetic shapes world (scripts/shapes_world.py).
 
-    python scripts/train_shapes.py            # 43 minutes on the shared, loaded 2 cores; writes assets/demo/
+    python scripts/train_shapes.py            # 40 minutes on 2 idle cores (AMD EPYC); writes assets/demo/
 
 The models have exactly the official architecture and file layout (config.json, model.safetensors,
 tokenizer.json, preprocessor_config.json), only smaller, so the normal loader (and transformers) read
-them like any Hub checkpoint. Training uses our own blip/ modules and the usual BLIP losses:
+them like any Hub checkpoint. Training uses our own blip/ modules. First the vision tower alone learns
+to see the world (``pretrain_vision``: per-patch read-outs of shape, colour, size and place on a
+curriculum); it is then frozen, and the task models learn to read it with the usual BLIP losses:
 
 * captioning: language modelling of the caption given the image;
 * VQA: language modelling of the answer given the image-grounded question ([ENC] first);
@@ -17,9 +19,10 @@ each word naming or placing a shape should attend to that shape's patches, so th
 
 Speed: the full-vocabulary softmax would dominate a CPU step, so losses are computed over the few
 dozen token ids the world uses; the saved LM-head bias of every other id is set very low (and their
-never-trained embedding rows to zero), which keeps the checkpoint a standard full-vocabulary one. Every
-batch is freshly rendered, so no scene is seen twice. The captioner's vision tower and text stack
-initialise the other two, and the matcher's text encoder the VQA question encoder. Everything is
+never-trained embedding rows to zero), which keeps the checkpoint a standard full-vocabulary one. Task
+batches are freshly rendered; pretraining shows each scene REUSE times, turned or flipped, because
+drawing a scene costs about as much as the tower's step on it. The captioner's vision tower (frozen)
+and text stack initialise the other two, and the matcher's text encoder the VQA question encoder. Everything is
 seeded; the learning rate warms up and decays linearly to zero.
 Run it alone: two PyTorch processes on two cores slow each other down many times over.
 """
