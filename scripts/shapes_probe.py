@@ -32,7 +32,6 @@ import shapes_robust as robust  # noqa: E402
 import shapes_world as shapes  # noqa: E402
 import train_shapes as training  # noqa: E402
 
-from blip.loading.preprocess import preprocess  # noqa: E402
 from blip.loading.tokenizer import BlipTokenizer  # noqa: E402
 from blip.model import CaptionModel  # noqa: E402
 from blip.model.config import config_from_dict  # noqa: E402

@@ -55,9 +55,9 @@ OUT = ROOT / "assets" / "demo"
 WIDTH, LAYERS_V, LAYERS_T, HEADS, PATCH = 112, 4, 3, 4, 16
 MLP_V = 4 * WIDTH  # the vision tower's MLP width
 # Steps per model: sized to finish in under an hour on the shared, loaded 2-core machine.
-STEPS = {"vision": 29000, "caption": 1800, "vqa": 1200, "retrieval": 1300}
+STEPS = {"vision": 31000, "caption": 1800, "vqa": 1200, "retrieval": 1300}
 CURRICULUM = (0.15, 0.3)  # fractions of the vision steps that end the first and second stages
-REUSE = 4  # each pretraining scene is seen this many times, under symmetries of the square
+REUSE = 8  # each pretraining scene is seen this many times, under symmetries of the square
 FAR_BELOW = -1.0e4  # saved LM-head bias of ids the world never uses
 ARCHITECTURES = {
     "caption": "BlipForConditionalGeneration",
@@ -169,7 +169,7 @@ _PLACE_WORDS = frozenset(w for p in shapes.POSITION_PHRASES.values() for w in p.
 _ATTRIBUTE_WORDS = frozenset([*shapes.SHAPES, *shapes.COLOURS, *shapes.SIZES, *_PLACE_WORDS])
 GROUNDING_WEIGHT = 0.3
 SILHOUETTE_WEIGHT = 1.0
-KIND_WEIGHT = 2.0  # shape kind is by far the slowest read-out to learn; colour, size and cell come fast
+KIND_WEIGHT = 3.0  # shape kind is by far the slowest read-out to learn; colour, size and cell come fast
 
 
 def patch_mask(box: shapes.Box, canvas: tuple[int, int]) -> torch.Tensor:
@@ -241,6 +241,17 @@ def schedule(step: int, total: int, peak: float, warmup: int = 200) -> float:
     return peak * min(1.0, (step + 1) / warmup) * max(0.0, 1 - step / total)
 
 
+def _step(
+    opt: torch.optim.Optimizer, loss: torch.Tensor, model: torch.nn.Module, smoothed: float | None
+) -> float:
+    """One clipped optimiser step; returns the loss's running average for the log."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    opt.step()
+    return loss.item() if smoothed is None else 0.98 * smoothed + 0.02 * loss.item()
+
+
 def train(
     name: str, model, steps: int, batch: int, lr: float, seed: int, loss_fn, two_shape_share: float = 0.5
 ) -> None:
@@ -255,11 +266,7 @@ def train(
             group["lr"] = schedule(step, steps, lr)
         scenes, pixels = stream.batch(batch)
         loss = loss_fn(model, stream, scenes, pixels, gen)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        smoothed = loss.item() if smoothed is None else 0.98 * smoothed + 0.02 * loss.item()
+        smoothed = _step(opt, loss, model, smoothed)
         if step % 100 == 0 or step == steps - 1:
             print(
                 f"[{name}] step {step:5d}/{steps}  loss {smoothed:.4f}  {time.time() - start:6.0f}s",
@@ -320,7 +327,10 @@ def vision_targets(scenes: list[shapes.Scene]) -> dict[str, torch.Tensor]:
         [[float(any(name in (p.kind, p.colour) for p in s.shapes)) for name in names] for s in scenes]
     )
     targets["coverage"] = torch.cat(
-        [F.interpolate(torch.from_numpy(s.coverage)[None, None], size=(side, side), mode="area") for s in scenes]
+        [
+            F.interpolate(torch.from_numpy(s.coverage)[None, None], size=(side, side), mode="area")
+            for s in scenes
+        ]
     )
     return targets
 
@@ -403,7 +413,9 @@ def patch_loss(heads: PatchHeads, states: torch.Tensor, targets: dict[str, torch
     loss = loss + F.binary_cross_entropy_with_logits(heads.kind(patches)[..., 0], inside.float())
     # Silhouettes: a dense, colour-blind target that makes the patch embedding encode outline geometry.
     silhouettes = F.unfold(targets["coverage"], PATCH, stride=PATCH).transpose(1, 2)
-    loss = loss + SILHOUETTE_WEIGHT * F.binary_cross_entropy_with_logits(heads.silhouette(patches), silhouettes)
+    loss = loss + SILHOUETTE_WEIGHT * F.binary_cross_entropy_with_logits(
+        heads.silhouette(patches), silhouettes
+    )
     # Attributes are learned on the shapes' own patches only: over every patch, telling background
     # apart would swamp the much harder question of which shape it is.
     for key in ("kind", "colour", "size", "cell"):
@@ -575,11 +587,7 @@ def pretrain_vision(tower: torch.nn.Module, steps: int, seed: int, lr: float = 1
         stream.stage = sum(step / steps >= edge for edge in CURRICULUM)
         pixels, targets = replay.batch(32)
         loss = patch_loss(wrapped.heads, tower(pixels), targets)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(wrapped.parameters(), 1.0)
-        opt.step()
-        smoothed = loss.item() if smoothed is None else 0.98 * smoothed + 0.02 * loss.item()
+        smoothed = _step(opt, loss, wrapped, smoothed)
         if step % 500 == 0 or step == steps - 1:
             print(
                 f"[vision] step {step:5d}/{steps}  stage {stream.stage}  loss {smoothed:.4f}  "

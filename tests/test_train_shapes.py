@@ -48,6 +48,7 @@ def test_labels_move_with_the_picture(batch, symmetry):
     assert torch.equal(moved_pixels, training._square_symmetry(pixels, symmetry))
     for key in ("count", "present"):
         assert torch.equal(moved[key], targets[key])  # what is in the picture does not change
+
     def on_labelled_patches(coverage, kind):  # the share of a shape's pixels on patches labelled as it
         covered = torch.nn.functional.avg_pool2d(coverage, training.PATCH)[0]
         return float(covered[kind > 0].sum() / covered.sum())
