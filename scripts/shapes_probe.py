@@ -86,10 +86,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--reuse", type=int, default=1, help="see each scene this many times (moved)")
     parser.add_argument("--mlp", type=int, default=training.MLP_V, help="the ViT's MLP width")
-    parser.add_argument(
-        "--init", choices=["random", "dct", "mimetic"], default="random", help="patch embedding start"
-    )
-    parser.add_argument("--embed-lr", type=float, default=1.0, help="patch embedding lr multiplier")
+    parser.add_argument("--init", choices=["random", "mimetic"], default="random", help="attention start")
     parser.add_argument("--patch", type=int, default=training.PATCH, help="ViT patch side in pixels")
     parser.add_argument(
         "--curriculum",
@@ -107,8 +104,6 @@ def main() -> None:
         model = CaptionModel(config_from_dict(training.demo_config("caption")))
         training.init_weights(model, seed=1)
         tower: nn.Module = model.vision_model
-        if args.init == "dct":
-            training.dct_patch_init(tower.embeddings.patch_embedding)
         if args.init == "mimetic":
             training.mimetic_init(tower, seed=1)
         if args.tower == "hybrid":  # a diagnostic, never shipped: the CNN's body as the patch embedding
@@ -122,14 +117,11 @@ def main() -> None:
     robust_set = list(robust.robust_stream(robust.ROBUST_SEED, args.count))
     stream = training.SceneStream(1, BlipTokenizer.default())
     replay = training.ReplayStream(stream, reuse=args.reuse)
-    embed = [p for n, p in wrapped.named_parameters() if "patch_embedding" in n]
-    rest = [p for n, p in wrapped.named_parameters() if "patch_embedding" not in n]
-    groups = [{"params": rest, "scale": 1.0}, {"params": embed, "scale": args.embed_lr}]
-    opt = torch.optim.AdamW(groups, lr=args.lr, weight_decay=0.01)
+    opt = torch.optim.AdamW(wrapped.parameters(), lr=args.lr, weight_decay=0.01)
     start = time.time()
     for step in range(args.steps):
         for group in opt.param_groups:
-            group["lr"] = training.schedule(step, args.steps, args.lr) * group["scale"]
+            group["lr"] = training.schedule(step, args.steps, args.lr)
         if args.curriculum:
             done = step / args.steps
             stream.stage = sum(done >= edge for edge in args.curriculum)  # 0, 1, then 2 (FULL)

@@ -121,26 +121,6 @@ def init_weights(model: torch.nn.Module, seed: int) -> None:
                 p.copy_(torch.randn(p.shape, generator=gen) * 0.02)
 
 
-def dct_patch_init(conv: torch.nn.Conv2d) -> None:
-    """Start the linear patch embedding as the lowest-frequency 2-D cosine patterns of each opponent
-    colour channel (brightness, red-green, blue-yellow), scaled like the random start, instead of random
-    directions: every patch's coarse layout reaches the transformer from the first step."""
-    width, _, side, _ = conv.weight.shape
-    freqs = sorted(((u, v) for u in range(side) for v in range(side)), key=lambda f: (f[0] + f[1], f))
-    x = (torch.arange(side) + 0.5) * torch.pi / side
-    opponents = torch.tensor([[1.0, 1.0, 1.0], [1.0, -1.0, 0.0], [1.0, 1.0, -2.0]])
-    opponents = opponents / opponents.norm(dim=1, keepdim=True)
-    rows = []
-    for index in range(width):
-        u, v = freqs[index // 3]
-        pattern = torch.cos(u * x)[:, None] * torch.cos(v * x)[None, :]
-        rows.append(opponents[index % 3][:, None, None] * pattern / pattern.norm())
-    scale = 0.02 * (3 * side * side) ** 0.5  # the random start's row norm
-    with torch.no_grad():
-        conv.weight.copy_(torch.stack(rows) * scale)
-        conv.bias.zero_()
-
-
 def _sincos_positions(grid: int, width: int) -> torch.Tensor:
     """(grid * grid, width) 2-D sine-cosine position codes: half the channels code the row, half the
     column, so that nearby patches have similar codes."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 import train_shapes as training
-from shapes_world import POSITIONS, SHAPES
+from shapes_world import IMAGE_SIZE, POSITIONS, SHAPES
 
 from blip.loading.tokenizer import BlipTokenizer
 
@@ -82,3 +82,42 @@ def test_replay_mixes_fresh_and_moved_scenes():
         assert set(targets) == {"kind", "colour", "size", "cell", "count", "present", "coverage"}
         assert all(len(value) == 16 for value in targets.values())
     assert replay.filled == 6 * 4  # a quarter of each batch was drawn fresh and kept
+
+
+def test_mimetic_start_makes_attention_look_at_itself_and_its_neighbours():
+    from blip.model import CaptionModel
+    from blip.model.config import config_from_dict
+
+    model = CaptionModel(config_from_dict(training.demo_config("caption")))
+    training.init_weights(model, seed=1)
+    tower = model.vision_model
+    training.mimetic_init(tower, seed=1)
+    width, heads = training.WIDTH, training.HEADS
+    size = width // heads
+    for layer in tower.encoder.layers:
+        weight = layer.self_attn.qkv.weight.detach()
+        for h in range(heads):
+            query_key = (
+                weight[h * size : (h + 1) * size].T @ weight[width + h * size : width + (h + 1) * size]
+            )
+            assert query_key.diagonal().mean() > 3 * query_key.abs().mean() / 2  # identity-like
+        value_out = layer.self_attn.projection.weight.detach() @ weight[2 * width :]
+        assert value_out.diagonal().mean() < -0.3  # minus the identity, plus noise
+    # Nearby patches start with more similar position codes than far ones, along rows and columns.
+    grid = IMAGE_SIZE // training.PATCH
+    codes = tower.embeddings.position_embedding.detach()[0, 1:]
+    similarity = codes @ codes.T
+    assert similarity[0, 0] > similarity[0, 1] > similarity[0, 2] > similarity[0, grid - 1]
+    assert similarity[0, 0] > similarity[0, grid] > similarity[0, 2 * grid] > similarity[0, grid * (grid - 1)]
+
+
+@pytest.mark.parametrize("keep", [0.0, 1.0])
+def test_easy_keep_thins_out_scenes_of_large_filled_shapes(keep):
+    stream = training.SceneStream(5, BlipTokenizer.default())
+    stream.easy_keep = keep
+    scenes, _ = stream.batch(60)
+    hard = [any(s.size == "small" or s.style != "filled" for s in scene.shapes) for scene in scenes]
+    if keep == 0.0:
+        assert all(hard)
+    else:  # the world's own mix: some scenes have only large filled shapes
+        assert not all(hard) and any(hard)
