@@ -60,7 +60,7 @@ CURRICULUM = (0.15, 0.3)  # fractions of the vision steps that end the first and
 REUSE = 8  # each pretraining scene is seen this many times, under symmetries of the square
 # Small and outlined shapes are where the tower's shape reading fails; in the whole world, only this share
 # of the scenes whose shapes are all large and filled is kept for pretraining.
-EASY_KEEP = 0.4
+EASY_KEEP = 0.7
 FAR_BELOW = -1.0e4  # saved LM-head bias of ids the world never uses
 ARCHITECTURES = {
     "caption": "BlipForConditionalGeneration",
@@ -728,6 +728,11 @@ def main() -> None:
     parser.add_argument(
         "--scale", type=float, default=1.0, help="multiply every step count (quick tries: 0.1)"
     )
+    parser.add_argument(
+        "--vision-steps",
+        type=int,
+        help=f"tower pretraining steps (default {STEPS['vision']}, before --scale)",
+    )
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--only", choices=list(ARCHITECTURES), action="append", help="train only these")
     parser.add_argument(
@@ -746,7 +751,8 @@ def main() -> None:
     print(f"world vocabulary: {len(used)} token ids", flush=True)
     start = time.time()
     tasks = args.only or list(ARCHITECTURES)
-    steps = {k: max(10, int(v * args.scale)) for k, v in STEPS.items()}
+    chosen = {**STEPS, "vision": args.vision_steps or STEPS["vision"]}
+    steps = {k: max(10, int(v * args.scale)) for k, v in chosen.items()}
 
     captioner = CaptionModel(config_from_dict(demo_config("caption")))
     init_weights(captioner, seed=1)
