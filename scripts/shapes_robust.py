@@ -33,9 +33,7 @@ from shapes_world import (
     STAR_INNER_RATIO,
     Scene,
     ShapeSpec,
-    caption_for,
-    negatives_for,
-    questions_for,
+    scene_of,
 )
 
 ROBUST_SEED = 20261129
@@ -192,16 +190,7 @@ def _robust_scene(rng: np.random.Generator) -> Scene | None:
         return None
     pixels = pixels * (1 - coverage[..., None]) + rgb * coverage[..., None]
     shapes = [ShapeSpec(kind, colour, size, position, box, style)]
-    image = Image.fromarray(np.clip(pixels + 0.5, 0, 255).astype(np.uint8), "RGB")
-    return Scene(
-        image=image,
-        shapes=shapes,
-        caption=caption_for(shapes),
-        questions=questions_for(shapes),
-        negatives=negatives_for(shapes),
-        background=kind_of_background,
-        dark=dark,
-    )
+    return scene_of(pixels, shapes, kind_of_background, dark=dark)
 
 
 def robust_stream(seed: int = ROBUST_SEED, count: int = 200) -> Iterator[Scene]:

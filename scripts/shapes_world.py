@@ -128,6 +128,28 @@ class Scene:
     coverage: np.ndarray | None = None  # (H, W) float32 in [0, 1]: how much of each pixel is shape
 
 
+def scene_of(
+    pixels: np.ndarray,
+    shapes: list[ShapeSpec],
+    background: str,
+    coverage: np.ndarray | None = None,
+    dark: bool | None = None,
+) -> Scene:
+    """A Scene of float (H, W, 3) pixels and its shapes, with the texts the grammar gives them; ``dark``
+    defaults to the image's mean brightness being below a third of full scale."""
+    image = Image.fromarray(np.clip(pixels + 0.5, 0, 255).astype(np.uint8), "RGB")
+    return Scene(
+        image=image,
+        shapes=shapes,
+        caption=caption_for(shapes),
+        questions=questions_for(shapes),
+        negatives=negatives_for(shapes),
+        background=background,
+        dark=bool(np.asarray(image).mean() < 85) if dark is None else dark,
+        coverage=coverage,
+    )
+
+
 def canonical_order(shapes: Iterable[ShapeSpec]) -> list[ShapeSpec]:
     """The shapes sorted by position in reading order: the order the caption names them."""
     order = list(POSITIONS)
@@ -419,17 +441,7 @@ def make_scene(rng: np.random.Generator, num_shapes: int | None = None, stage: i
         alpha = np.asarray(mask, dtype=np.float32)[..., None] / 255
         coverage = np.maximum(coverage, alpha[..., 0])
         pixels = pixels * (1 - alpha) + rgb.astype(np.float32) * alpha
-    image = Image.fromarray(np.clip(pixels + 0.5, 0, 255).astype(np.uint8), "RGB")
-    return Scene(
-        image=image,
-        shapes=shapes,
-        caption=caption_for(shapes),
-        questions=questions_for(shapes),
-        negatives=negatives_for(shapes),
-        background=kind_of_background,
-        dark=bool(np.asarray(image).mean() < 85),
-        coverage=coverage,
-    )
+    return scene_of(pixels, shapes, kind_of_background, coverage)
 
 
 def scene_stream(seed: int, count: int, num_shapes: int | None = None) -> Iterator[Scene]:
