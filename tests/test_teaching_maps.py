@@ -143,7 +143,7 @@ def test_engine_rollout_for_any_task_model():
     image = Image.open(sorted(_shapes_dir().glob("*.png"))[1]).convert("RGB")
     for model in ("caption-base", "vqa-base", "itm-base-coco"):
         result = engine.vision_rollout(image, model=model)
-        assert result.offline_demo and result.maps.shape == (4, 8, 8)  # the demo ViT: 4 layers, 8 x 8
+        assert result.offline_demo and result.maps.shape == (4, 6, 6)  # the demo ViT: 4 layers, 6 x 6
         np.testing.assert_allclose(result.maps.sum(axis=(1, 2)), 1.0, atol=1e-5)
         assert np.array_equal(result.grid_map(), result.maps[-1])
         assert "maps" in result.to_dict() and result.timings["total"] > 0
