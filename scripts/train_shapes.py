@@ -556,10 +556,14 @@ def true_texts(scene: shapes.Scene) -> set[str]:
 
 def describe(scene: shapes.Scene, gen: torch.Generator) -> str:
     """Usually the caption; for one-shape scenes, half the time one of the short descriptions (the
-    shape's name alone as often as the other three together: it is the hardest zero-shot prompt)."""
-    if len(scene.shapes) > 1 or float(torch.rand((), generator=gen)) < 0.5:
+    shape's name alone as often as the other three together: it is the hardest zero-shot prompt); for
+    two-shape scenes, a quarter of the time a short description of one of the shapes (a search for "a
+    red circle" must find it beside a blue star too, and not find a red star beside a blue circle)."""
+    share = 0.5 if len(scene.shapes) == 1 else 0.25
+    if float(torch.rand((), generator=gen)) >= share:
         return scene.caption
-    options = partial_texts(scene.shapes[0])
+    shape = scene.shapes[int(torch.randint(len(scene.shapes), (1,), generator=gen))]
+    options = partial_texts(shape)
     if float(torch.rand((), generator=gen)) < 0.5:
         return options[0]
     return options[1 + int(torch.randint(len(options) - 1, (1,), generator=gen))]
@@ -623,7 +627,10 @@ def retrieval_loss(temperature: float = 0.07):
         labels = torch.tensor([1] * len(texts) + [0] * (2 * len(texts)))
         positives = [att[: len(texts)] for att in out.cross_attentions]  # ground true texts only
         grounding = grounding_loss(positives, scenes, texts)
-        return itc + F.cross_entropy(logits, labels) + GROUNDING_WEIGHT * grounding
+        # Twice as many negatives as positives: weight the positives to match, so that a true text scores
+        # a match probability above one half, not just above its negatives.
+        balanced = F.cross_entropy(logits, labels, weight=torch.tensor([1.0, 2.0]))
+        return itc + balanced + GROUNDING_WEIGHT * grounding
 
     return fn
 
