@@ -585,11 +585,33 @@ def binding_negatives(scene: shapes.Scene) -> list[str]:
     return found
 
 
+def one_shape_changed(scene: shapes.Scene, gen: torch.Generator) -> str:
+    """The caption with one shape's kind or colour changed: in a two-shape caption the hardest negative
+    (the other shape's words still match), and the one a matcher that skims misses."""
+    index = int(torch.randint(len(scene.shapes), (1,), generator=gen))
+    shape = scene.shapes[index]
+    attribute = ("kind", "colour")[int(torch.randint(2, (1,), generator=gen))]
+    values = [
+        v
+        for v in (shapes.SHAPES if attribute == "kind" else shapes.COLOURS)
+        if v != getattr(shape, attribute)
+    ]
+    changed = list(scene.shapes)
+    changed[index] = replace(
+        shape, **{attribute: values[int(torch.randint(len(values), (1,), generator=gen))]}
+    )
+    return shapes.caption_for(changed)
+
+
 def hard_negative(scene: shapes.Scene, gen: torch.Generator) -> str:
-    """A grammar hard negative; for two-shape scenes, a binding swap half the time."""
+    """A grammar hard negative; for two-shape scenes, a third of the time a binding swap and a third of
+    the time one shape's kind or colour changed."""
     swaps = binding_negatives(scene)
-    if swaps and float(torch.rand((), generator=gen)) < 0.5:
+    draw = float(torch.rand((), generator=gen))
+    if swaps and draw < 1 / 3:
         return swaps[int(torch.randint(len(swaps), (1,), generator=gen))]
+    if len(scene.shapes) > 1 and draw < 2 / 3:
+        return one_shape_changed(scene, gen)
     return scene.negatives[int(torch.randint(len(scene.negatives), (1,), generator=gen))]
 
 

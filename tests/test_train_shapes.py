@@ -121,3 +121,17 @@ def test_easy_keep_thins_out_scenes_of_large_filled_shapes(keep):
         assert all(hard)
     else:  # the world's own mix: some scenes have only large filled shapes
         assert not all(hard) and any(hard)
+
+
+def test_one_shape_changed_differs_from_the_caption_in_one_kind_or_colour_word():
+    import shapes_world
+
+    gen = torch.Generator().manual_seed(0)
+    for scene in shapes_world.scene_stream(9, 20, num_shapes=2):
+        negative = training.one_shape_changed(scene, gen)
+        said, truth = negative.split(), scene.caption.split()
+        assert len(said) == len(truth)
+        changed = [(a, b) for a, b in zip(truth, said, strict=True) if a != b]
+        assert len(changed) == 1
+        vocabulary = set(shapes_world.SHAPES) | set(shapes_world.COLOURS)
+        assert changed[0][0] in vocabulary and changed[0][1] in vocabulary
