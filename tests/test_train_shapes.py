@@ -135,3 +135,27 @@ def test_one_shape_changed_differs_from_the_caption_in_one_kind_or_colour_word()
         assert len(changed) == 1
         vocabulary = set(shapes_world.SHAPES) | set(shapes_world.COLOURS)
         assert changed[0][0] in vocabulary and changed[0][1] in vocabulary
+
+
+def test_hard_negatives_are_distinct_falsehoods_of_the_scene():
+    import shapes_world
+
+    gen = torch.Generator().manual_seed(0)
+    scenes = [
+        *shapes_world.scene_stream(5, 10, num_shapes=1),
+        *shapes_world.scene_stream(6, 10, num_shapes=2),
+    ]
+    for scene in scenes:
+        negatives = training.hard_negatives(scene, gen, 6)
+        assert len(negatives) == 6 and len(set(negatives)) == 6
+        assert not set(negatives) & training.true_texts(scene)
+    # Every other draw comes from all of the scene's one-attribute changes, so moved shapes are among them.
+    moved = [
+        text
+        for scene in scenes[10:]
+        for text in training.hard_negatives(scene, gen, 6)
+        if sorted(text.split()) != sorted(scene.caption.split())
+        and set(text.split()) - set(scene.caption.split())
+        <= set(" ".join(shapes_world.POSITION_PHRASES.values()).split())
+    ]
+    assert moved
