@@ -64,6 +64,8 @@ REUSE = 8  # each pretraining scene is seen this many times, under symmetries of
 EASY_KEEP = 0.7
 # Grammar hard negatives per image in each matcher step (besides the most similar wrong text in the batch).
 HARD_NEGATIVES = 6
+DECOYS = 1  # colour-and-shape texts false of each image, contrasted with it (ITC only)
+TUNED_LAYERS = 2  # the matcher's own copy of the tower trains its last layers (the others stay frozen)
 FAR_BELOW = -1.0e4  # saved LM-head bias of ids the world never uses
 ARCHITECTURES = {
     "caption": "BlipForConditionalGeneration",
@@ -618,6 +620,24 @@ def hard_negative(scene: shapes.Scene, gen: torch.Generator) -> str:
     return scene.negatives[int(torch.randint(len(scene.negatives), (1,), generator=gen))]
 
 
+def false_pairing(scene: shapes.Scene, gen: torch.Generator) -> str:
+    """A short description "a {colour} {kind}" false of the scene, made of a colour and a kind that both
+    occur in it where it can be (beside a blue square, a yellow star makes "a blue star" a decoy), else
+    sharing one of them with a shape of it."""
+    present = {(s.colour, s.kind) for s in scene.shapes}
+    colours, kinds = {c for c, _ in present}, {k for _, k in present}
+    pairs = sorted((c, k) for c in colours for k in kinds if (c, k) not in present)
+    if not pairs:
+        pairs = sorted(
+            (c, k)
+            for c in shapes.COLOURS
+            for k in shapes.SHAPES
+            if (c, k) not in present and (c in colours or k in kinds)
+        )
+    colour, kind = pairs[int(torch.randint(len(pairs), (1,), generator=gen))]
+    return f"a {colour} {kind}"
+
+
 def hard_negatives(scene: shapes.Scene, gen: torch.Generator, count: int) -> list[str]:
     """``count`` distinct hard negatives (fewer only if a scene has fewer), every other one drawn from
     all of the scene's one-attribute changes (so that moved shapes are as common as in the grammar): a
@@ -642,7 +662,10 @@ def retrieval_loss(temperature: float = 0.07, negatives_per_image: int = HARD_NE
         # Every one-shape scene also brings its bare shape name ("a circle"), the hardest zero-shot
         # prompt, so that each step contrasts it with the other names in the batch (ITC only).
         names = [f"a {s.shapes[0].kind}" for s in scenes if len(s.shapes) == 1]
-        itc_texts = texts + names
+        # And a colour-and-shape decoy false of each scene: the search "a blue star" must not find a
+        # yellow star beside a blue square (the decoys are negatives only, unless true of another image).
+        decoys = [false_pairing(s, gen) for s in scenes for _ in range(DECOYS)]
+        itc_texts = texts + names + decoys
         image_embeds = model.encode_image(pixels)
         ids, mask = stream.encode(itc_texts)
         image_feat = model.image_features(image_embeds)
@@ -651,10 +674,11 @@ def retrieval_loss(temperature: float = 0.07, negatives_per_image: int = HARD_NE
         truths = [true_texts(s) for s in scenes]
         same_all = torch.tensor([[t in truth for t in itc_texts] for truth in truths], dtype=torch.float32)
         targets = same_all / same_all.sum(dim=1, keepdim=True)  # every true text in the batch is a positive
-        targets_t = same_all.T / same_all.T.sum(dim=1, keepdim=True)
+        owned = same_all.sum(dim=0) > 0  # texts true of some image in the batch (decoys may be of none)
+        targets_t = same_all.T[owned] / same_all.T[owned].sum(dim=1, keepdim=True)
         itc = (
             -(F.log_softmax(sim_all, 1) * targets).sum(1).mean()
-            - (F.log_softmax(sim_all.T, 1) * targets_t).sum(1).mean()
+            - (F.log_softmax(sim_all.T[owned], 1) * targets_t).sum(1).mean()
         )
         sim, same = sim_all[:, : len(texts)], same_all[:, : len(texts)]
         # ITM: positives, grammar hard negatives, and the most similar wrong text in the batch.
@@ -676,6 +700,40 @@ def retrieval_loss(temperature: float = 0.07, negatives_per_image: int = HARD_NE
         return itc + balanced + GROUNDING_WEIGHT * grounding
 
     return fn
+
+
+CALIBRATION_SEED = 31  # scenes for the match threshold: neither a training stream's seed nor a held-out one
+
+
+def calibrate_match(model, tokenizer: BlipTokenizer, count: int = 200) -> float:
+    """Move the ITM head's bias so that a match probability of one half is the equal-error point: as
+    many true captions fall below it as grammar hard negatives rise above it, on fresh one- and two-shape
+    scenes. Training weighs several hard negatives against each positive, which leaves the head's own
+    one half wherever the weighting put it (true two-shape captions scored a median 0.13 before).
+    Returns the shift added to the match logit."""
+    true_scores, false_scores = [], []
+    model.eval()
+    with torch.no_grad():
+        for shapes_per_scene in shapes.NUM_SHAPES:
+            for scene in shapes.scene_stream(
+                CALIBRATION_SEED + shapes_per_scene, count // 2, shapes_per_scene
+            ):
+                texts = [scene.caption, *scene.negatives]
+                ids, mask = tokenizer.encode_batch(texts)
+                ids[:, 0] = ENC_ID
+                image = model.encode_image(preprocess([scene.image], shapes.IMAGE_SIZE))
+                logits, _ = model.itm_logits(image.expand(len(texts), -1, -1), ids, mask)
+                margin = (logits[:, 1] - logits[:, 0]).tolist()
+                true_scores.append(margin[0])
+                false_scores += margin[1:]
+    true_sorted, false_sorted = np.sort(true_scores), np.sort(false_scores)
+    candidates = np.concatenate([true_sorted, false_sorted])
+    missed = np.searchsorted(true_sorted, candidates, side="right") / len(true_sorted)
+    passed = 1 - np.searchsorted(false_sorted, candidates, side="right") / len(false_sorted)
+    threshold = float(candidates[np.argmin(np.abs(missed - passed))])
+    with torch.no_grad():
+        model.itm_head.bias[1] -= threshold
+    return -threshold
 
 
 def pretrain_vision(tower: torch.nn.Module, steps: int, seed: int, lr: float = 1e-3) -> None:
@@ -784,7 +842,12 @@ def main() -> None:
         help=f"tower pretraining steps (default {STEPS['vision']}, before --scale)",
     )
     parser.add_argument("--out", type=Path, default=OUT)
-    parser.add_argument("--only", choices=list(ARCHITECTURES), action="append", help="train only these")
+    parser.add_argument(
+        "--only",
+        choices=[*ARCHITECTURES, "calibrate"],
+        action="append",
+        help="train only these (calibrate: only set the saved matcher's match threshold again)",
+    )
     parser.add_argument(
         "--threads",
         type=int,
@@ -825,8 +888,21 @@ def main() -> None:
         init_weights(model, seed=3)
         model.vision_model.load_state_dict(vision)
         freeze(model.vision_model)
+        # The frozen tower's first token knows which kinds and colours are present, not which goes with
+        # which; its last layers learn that here, so that the contrast can find "a blue star" and not a
+        # yellow star beside a blue square.
+        for part in (*model.vision_model.encoder.layers[-TUNED_LAYERS:], model.vision_model.post_layernorm):
+            part.requires_grad_(True)
         model.text_encoder.load_state_dict(bert)
         train("retrieval", model, steps["retrieval"], 32, 5e-4, 3, retrieval_loss())
+        save(model, "retrieval", args.out / "retrieval", used)
+        # Calibrated on the saved (float16) weights, so that --only calibrate gives the same model.
+        tasks = [*tasks, "calibrate"]
+    if "calibrate" in tasks:
+        model = RetrievalModel(config_from_dict(demo_config("retrieval")))
+        model.load_state_dict(_load(args.out / "retrieval"))
+        shift = calibrate_match(model, tokenizer)
+        print(f"[retrieval] match logit shifted by {shift:+.2f} (one half is now the equal-error point)")
         save(model, "retrieval", args.out / "retrieval", used)
     prefix = "text_encoder."
     matcher = {k[len(prefix) :]: v for k, v in _load(args.out / "retrieval").items() if k.startswith(prefix)}

@@ -159,3 +159,48 @@ def test_hard_negatives_are_distinct_falsehoods_of_the_scene():
         <= set(" ".join(shapes_world.POSITION_PHRASES.values()).split())
     ]
     assert moved
+
+
+def test_false_pairing_is_false_and_built_from_the_scenes_own_words():
+    import shapes_world
+
+    gen = torch.Generator().manual_seed(0)
+    for scene in shapes_world.scene_stream(7, 40):
+        decoy = training.false_pairing(scene, gen)
+        assert decoy not in training.true_texts(scene)
+        _, colour, kind = decoy.split()
+        colours, kinds = {s.colour for s in scene.shapes}, {s.kind for s in scene.shapes}
+        if len(colours) == 2 and len(kinds) == 2:  # a red star beside a blue circle: "a blue star"
+            assert colour in colours and kind in kinds
+        else:
+            assert colour in colours or kind in kinds
+
+
+def test_calibrated_match_threshold_is_the_equal_error_point():
+    import numpy as np
+    import shapes_world
+
+    from blip.loading.preprocess import preprocess
+    from blip.model import RetrievalModel
+    from blip.model.config import config_from_dict
+
+    model = RetrievalModel(config_from_dict(training.demo_config("retrieval")))
+    training.init_weights(model, seed=3)
+    with torch.no_grad():
+        model.itm_head.weight.normal_(0, 1.0)  # spread the untrained margins
+    tokenizer = BlipTokenizer.default()
+    shift = training.calibrate_match(model, tokenizer, count=8)
+    true_margins, false_margins = [], []
+    with torch.no_grad():
+        for n in shapes_world.NUM_SHAPES:
+            for scene in shapes_world.scene_stream(training.CALIBRATION_SEED + n, 4, n):
+                texts = [scene.caption, *scene.negatives]
+                ids, mask = tokenizer.encode_batch(texts)
+                ids[:, 0] = training.ENC_ID
+                image = model.encode_image(preprocess([scene.image], IMAGE_SIZE)).expand(len(texts), -1, -1)
+                margin = model.itm_logits(image, ids, mask)[0].diff(dim=1)[:, 0]
+                true_margins.append(float(margin[0]))
+                false_margins += margin[1:].tolist()
+    missed = np.mean(np.array(true_margins) < 0)
+    passed = np.mean(np.array(false_margins) > 0)
+    assert shift != 0 and abs(missed - passed) <= 2 / len(true_margins)
