@@ -1,6 +1,6 @@
 """Train the offline demo models: three tiny BLIPs on the synthetic shapes world (scripts/shapes_world.py).
 
-    python scripts/train_shapes.py            # about 66 minutes on 2 idle cores (AMD EPYC); writes assets/demo/
+    python scripts/train_shapes.py            # about 68 minutes on 2 idle cores (AMD EPYC); writes assets/demo/
 
 The models have exactly the official architecture and file layout (config.json, model.safetensors,
 tokenizer.json, preprocessor_config.json), only smaller, so the normal loader (and transformers) read
@@ -10,8 +10,11 @@ curriculum); it is then frozen, and the task models learn to read it with the us
 
 * captioning: language modelling of the caption given the image;
 * VQA: language modelling of the answer given the image-grounded question ([ENC] first);
-* retrieval: image-text contrast (ITC, temperature 0.07) and image-text matching (ITM) with hard
-  negatives (captions with one attribute changed, and the most similar wrong captions in the batch).
+* retrieval: image-text contrast (ITC, temperature 0.07, with a colour-and-shape decoy per image) and
+  image-text matching (ITM) with hard negatives (six captions per image with one attribute changed or
+  swapped between shapes, and the most similar wrong caption in the batch); the matcher's copy of the
+  tower trains its last two layers, and the match threshold is calibrated afterwards
+  (``calibrate_match``).
 
 The matcher and the VQA question encoder also get an attention-grounding loss (``grounding_loss``):
 each word naming or placing a shape should attend to that shape's patches, so that their heatmaps
