@@ -15,7 +15,7 @@ import pytest
 from conftest import decoding_values
 
 from blip.engine import Engine
-from blip.explain import render
+from blip.explain import layers, render
 from blip.explain.beam_tree import draw_beam_tree, draw_sampled_paths
 from blip.loading.uploads import open_upload
 from ui import ask_tab, batch_tab, caption_tab, check_caption, match_tab, tool_text, zeroshot_tab
@@ -267,7 +267,7 @@ def test_heatmap_viewer_draws_the_chosen_map(services):
     viewer.services = services
     menus = HeatmapViewer.menus(state)
     assert menus[4] == {"__type__": "update", "choices": [*KINDS], "value": "Attention"}
-    assert menus[2]["value"] == ALL
+    assert menus[2]["value"] == layers.DEFAULT_LAYERS[("caption", "attention")][3]  # the measured best
     words = [w.text for w in state["texts"][0][1].words]
     circle = words.index("circle")
     image, gallery, note = viewer.render(state, 0, circle, ALL, ALL, "Attention", 0.5)

@@ -67,15 +67,15 @@ demo models, which have 3 text layers; the figures are in `blip/explain/layers.p
 
 | map | layer 1 | layer 2 | layer 3 | mean of layers | opens on |
 |---|---|---|---|---|---|
-| caption, attention | 88.8% | 96.6% | 93.5% | **98.7%** | mean |
-| caption, Grad-CAM | 72.9% | 89.3% | 89.1% | **96.4%** | mean |
-| match, attention | 100% | 100% | 100% | **100%** | mean (a tie goes to the mean) |
-| match, Grad-CAM | 98.8% | 99.2% | 0.0% | **99.8%** | mean |
+| caption, attention | 95.5% | 95.3% | **98.9%** | 98.4% | layer 3 |
+| caption, Grad-CAM | 93.1% | 89.4% | **98.7%** | 97.4% | layer 3 |
+| match, attention | 98.8% | **99.2%** | 98.8% | 99.0% | layer 2 |
+| match, Grad-CAM | 93.5% | 90.8% | 16.0% | **97.8%** | mean |
 
-The mean wins for every kind: single layers each miss some words that another layer gets right, and
-averaging keeps what they agree on. The match model's last layer scores 0% under Grad-CAM because its
-match head reads only the first token's final state, so no other word's last cross-attention can change
-the score. For the real 12-layer models nothing could be measured here; the match model's Grad-CAM opens
+The captioner's maps point best at its last layer; the match model's Grad-CAM points best averaged over
+layers, where single layers each miss some words that another layer gets right. Its last layer points
+for only 16% of words under Grad-CAM because its match head reads only the first token's final state,
+so another word's last cross-attention barely changes the score. For the real 12-layer models nothing could be measured here; the match model's Grad-CAM opens
 on layer 7, the block LAVIS's BLIP demo explains, and the rest on the mean. The **Layer** menu's note says
 which default you are looking at.
 """
