@@ -175,9 +175,9 @@ def test_search_through_mcp(app):
     error, text = call(app.url, "search", {"query": "a red circle", "top": 3, "rerank": 3})
     assert not error, text
     lines = text.splitlines()
-    assert re.fullmatch(r"1\. \d_a-small-red-circle-[a-z-]+\.png: ITC -?0\.\d{4}, ITM [01]\.\d{4}", lines[0]), (
-        text
-    )
+    assert re.fullmatch(
+        r"1\. \d_a-small-red-circle-[a-z-]+\.png: ITC -?0\.\d{4}, ITM [01]\.\d{4}", lines[0]
+    ), text
     assert lines[2].startswith("3. ") and "(the bundled examples)" in text
     # Pictures given by URL are named by their place in the list; an unreadable one is listed.
     images = "\n".join([data_url(SHAPES[5]), data_url(SHAPES[0]), "data:image/png;base64,aGVsbG8="])
