@@ -48,12 +48,7 @@ def draw_example(rng: np.random.Generator, specs) -> shapes.Scene:
             masks.append((mask, np.array(shapes.COLOURS[colour], np.float32)))
         if len(placed) == len(specs):
             break
-    pixels = np.full((*canvas[::-1], 3), GROUND, np.float32)
-    coverage = np.zeros(canvas[::-1], np.float32)
-    for mask, rgb in masks:
-        alpha = np.asarray(mask, dtype=np.float32)[..., None] / 255
-        coverage = np.maximum(coverage, alpha[..., 0])
-        pixels = pixels * (1 - alpha) + rgb * alpha
+    pixels, coverage = shapes.paint(np.full((*canvas[::-1], 3), GROUND, np.float32), masks)
     return shapes.scene_of(pixels, placed, "plain", coverage)
 
 

@@ -436,12 +436,19 @@ def make_scene(rng: np.random.Generator, num_shapes: int | None = None, stage: i
             masks.append((mask, rgb))
         if len(shapes) == num_shapes:
             break
+    pixels, coverage = paint(pixels, masks)
+    return scene_of(pixels, shapes, kind_of_background, coverage)
+
+
+def paint(pixels: np.ndarray, masks: list[tuple[Image.Image, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """Shapes laid over a float (H, W, 3) ground, each an "L" mask with its RGB colour, in order; also
+    returns the (H, W) coverage map (how much of each pixel is shape)."""
     coverage = np.zeros(pixels.shape[:2], np.float32)
     for mask, rgb in masks:
         alpha = np.asarray(mask, dtype=np.float32)[..., None] / 255
         coverage = np.maximum(coverage, alpha[..., 0])
         pixels = pixels * (1 - alpha) + rgb.astype(np.float32) * alpha
-    return scene_of(pixels, shapes, kind_of_background, coverage)
+    return pixels, coverage
 
 
 def scene_stream(seed: int, count: int, num_shapes: int | None = None) -> Iterator[Scene]:

@@ -708,19 +708,14 @@ def retrieval_loss(temperature: float = 0.07, negatives_per_image: int = HARD_NE
 CALIBRATION_SEED = 31  # scenes for the match threshold: neither a training stream's seed nor a held-out one
 
 
-def calibrate_match(model, tokenizer: BlipTokenizer, count: int = 200) -> float:
-    """Move the ITM head's bias so that a match probability of one half is the equal-error point: as
-    many true captions fall below it as grammar hard negatives rise above it, on fresh one- and two-shape
-    scenes. Training weighs several hard negatives against each positive, which leaves the head's own
-    one half wherever the weighting put it (true two-shape captions scored a median 0.13 before).
-    Returns the shift added to the match logit."""
+def match_margins(model, tokenizer: BlipTokenizer, seed: int, count: int) -> tuple[list[float], list[float]]:
+    """ITM logit margins (match minus no match) of each scene's true caption and of its grammar hard
+    negatives, on ``count`` fresh scenes, half with one shape and half with two."""
     true_scores, false_scores = [], []
     model.eval()
     with torch.no_grad():
         for shapes_per_scene in shapes.NUM_SHAPES:
-            for scene in shapes.scene_stream(
-                CALIBRATION_SEED + shapes_per_scene, count // 2, shapes_per_scene
-            ):
+            for scene in shapes.scene_stream(seed + shapes_per_scene, count // 2, shapes_per_scene):
                 texts = [scene.caption, *scene.negatives]
                 ids, mask = tokenizer.encode_batch(texts)
                 ids[:, 0] = ENC_ID
@@ -729,6 +724,16 @@ def calibrate_match(model, tokenizer: BlipTokenizer, count: int = 200) -> float:
                 margin = (logits[:, 1] - logits[:, 0]).tolist()
                 true_scores.append(margin[0])
                 false_scores += margin[1:]
+    return true_scores, false_scores
+
+
+def calibrate_match(model, tokenizer: BlipTokenizer, count: int = 200) -> float:
+    """Move the ITM head's bias so that a match probability of one half is the equal-error point: as
+    many true captions fall below it as grammar hard negatives rise above it, on fresh one- and two-shape
+    scenes (``match_margins``). Training weighs several hard negatives against each positive, which
+    leaves the head's own one half wherever the weighting put it (true two-shape captions scored a
+    median 0.13 before). Returns the shift added to the match logit."""
+    true_scores, false_scores = match_margins(model, tokenizer, CALIBRATION_SEED, count)
     true_sorted, false_sorted = np.sort(true_scores), np.sort(false_scores)
     candidates = np.concatenate([true_sorted, false_sorted])
     missed = np.searchsorted(true_sorted, candidates, side="right") / len(true_sorted)
@@ -899,9 +904,8 @@ def main() -> None:
         model.text_encoder.load_state_dict(bert)
         train("retrieval", model, steps["retrieval"], 32, 5e-4, 3, retrieval_loss())
         save(model, "retrieval", args.out / "retrieval", used)
-        # Calibrated on the saved (float16) weights, so that --only calibrate gives the same model.
-        tasks = [*tasks, "calibrate"]
-    if "calibrate" in tasks:
+    # Calibrated on the saved (float16) weights, so that --only calibrate does what a full run does.
+    if "retrieval" in tasks or "calibrate" in tasks:
         model = RetrievalModel(config_from_dict(demo_config("retrieval")))
         model.load_state_dict(_load(args.out / "retrieval"))
         shift = calibrate_match(model, tokenizer)

@@ -178,9 +178,7 @@ def test_false_pairing_is_false_and_built_from_the_scenes_own_words():
 
 def test_calibrated_match_threshold_is_the_equal_error_point():
     import numpy as np
-    import shapes_world
 
-    from blip.loading.preprocess import preprocess
     from blip.model import RetrievalModel
     from blip.model.config import config_from_dict
 
@@ -190,17 +188,7 @@ def test_calibrated_match_threshold_is_the_equal_error_point():
         model.itm_head.weight.normal_(0, 1.0)  # spread the untrained margins
     tokenizer = BlipTokenizer.default()
     shift = training.calibrate_match(model, tokenizer, count=8)
-    true_margins, false_margins = [], []
-    with torch.no_grad():
-        for n in shapes_world.NUM_SHAPES:
-            for scene in shapes_world.scene_stream(training.CALIBRATION_SEED + n, 4, n):
-                texts = [scene.caption, *scene.negatives]
-                ids, mask = tokenizer.encode_batch(texts)
-                ids[:, 0] = training.ENC_ID
-                image = model.encode_image(preprocess([scene.image], IMAGE_SIZE)).expand(len(texts), -1, -1)
-                margin = model.itm_logits(image, ids, mask)[0].diff(dim=1)[:, 0]
-                true_margins.append(float(margin[0]))
-                false_margins += margin[1:].tolist()
+    true_margins, false_margins = training.match_margins(model, tokenizer, training.CALIBRATION_SEED, 8)
     missed = np.mean(np.array(true_margins) < 0)
     passed = np.mean(np.array(false_margins) > 0)
     assert shift != 0 and abs(missed - passed) <= 2 / len(true_margins)
