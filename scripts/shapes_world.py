@@ -30,6 +30,7 @@ from __future__ import annotations
 import colorsys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
+from functools import cached_property
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -114,18 +115,23 @@ class Scene:
     """An image with its shapes (in caption order) and texts.
 
     ``questions`` maps a question type ("colour", "shape", "size", "count") to (question, answer) pairs.
-    ``negatives`` lists every hard negative caption, in a fixed order. ``background`` names its kind
-    and ``dark`` says whether its mean brightness is below a third of full scale.
+    ``background`` names its kind and ``dark`` says whether its mean brightness is below a third of full
+    scale.
     """
 
     image: Image.Image
     shapes: list[ShapeSpec]
     caption: str
     questions: dict[str, list[tuple[str, str]]]
-    negatives: list[str]
     background: str = "plain"
     dark: bool = False
     coverage: np.ndarray | None = None  # (H, W) float32 in [0, 1]: how much of each pixel is shape
+
+    @cached_property
+    def negatives(self) -> list[str]:
+        """Every hard negative caption (``negatives_for``), in a fixed order. Computed when first asked
+        for: only the matcher and its eval use them, and they cost a tenth of drawing a scene."""
+        return negatives_for(self.shapes)
 
 
 def scene_of(
@@ -143,7 +149,6 @@ def scene_of(
         shapes=shapes,
         caption=caption_for(shapes),
         questions=questions_for(shapes),
-        negatives=negatives_for(shapes),
         background=background,
         dark=bool(np.asarray(image).mean() < 85) if dark is None else dark,
         coverage=coverage,

@@ -66,6 +66,19 @@ def test_labels_move_with_the_picture(batch, symmetry):
             assert set(kinds.tolist()) == {1 + SHAPES.index(scene.shapes[0].kind)}
 
 
+def test_each_scene_moves_by_its_own_symmetry(batch):
+    scenes, pixels, targets = batch
+    symmetries = torch.arange(len(scenes)) % 8
+    moved_pixels, moved = training.transform_views(pixels, targets, symmetries)
+    for b, symmetry in enumerate(symmetries.tolist()):
+        assert torch.equal(moved_pixels[b], training._square_symmetry(pixels[b], symmetry))
+        assert torch.equal(moved["coverage"][b], training._square_symmetry(targets["coverage"][b], symmetry))
+        cells = training._cell_moves(symmetry)[training._square_symmetry(targets["cell"][b], symmetry)]
+        assert torch.equal(moved["cell"][b], cells)
+        for key in ("kind", "colour", "size"):
+            assert torch.equal(moved[key][b], training._square_symmetry(targets[key][b], symmetry))
+
+
 def test_present_names_every_kind_and_colour_in_the_scene(batch):
     scenes, _, targets = batch
     for scene, present in zip(scenes, targets["present"], strict=True):
