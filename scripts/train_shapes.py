@@ -1,12 +1,13 @@
 """Train the offline demo models: three tiny BLIPs on the synthetic shapes world (scripts/shapes_world.py).
 
-    python scripts/train_shapes.py            # about 68 minutes on 2 idle cores (AMD EPYC); writes assets/demo/
+    python scripts/train_shapes.py            # about 55 minutes on 2 idle cores (AMD EPYC); writes assets/demo/
 
 The models have exactly the official architecture and file layout (config.json, model.safetensors,
 tokenizer.json, preprocessor_config.json), only smaller, so the normal loader (and transformers) read
 them like any Hub checkpoint. Training uses our own blip/ modules. First the vision tower alone learns
 to see the world (``pretrain_vision``: per-patch read-outs of shape, colour, size and place on a
-curriculum); it is then frozen, and the task models learn to read it with the usual BLIP losses:
+curriculum); it is then frozen but for its last two layers, which the captioner trains, and the task
+models learn to read it with the usual BLIP losses:
 
 * captioning: language modelling of the caption given the image;
 * VQA: language modelling of the answer given the image-grounded question ([ENC] first);
@@ -24,7 +25,7 @@ Speed: the full-vocabulary softmax would dominate a CPU step, so losses are comp
 dozen token ids the world uses; the saved LM-head bias of every other id is set very low (and their
 never-trained embedding rows to zero), which keeps the checkpoint a standard full-vocabulary one. Task
 batches are freshly rendered; pretraining shows each scene REUSE times, turned or flipped, because
-drawing a scene costs about as much as the tower's step on it. The captioner's vision tower (frozen)
+drawing a scene costs about as much as the tower's step on it. The captioner's vision tower
 and text stack initialise the other two, and the matcher's text encoder the VQA question encoder. Everything is
 seeded; the learning rate warms up and decays linearly to zero.
 Run it alone: two PyTorch processes on two cores slow each other down many times over.
@@ -59,7 +60,7 @@ OUT = ROOT / "assets" / "demo"
 WIDTH, LAYERS_V, LAYERS_T, HEADS, PATCH = 112, 4, 3, 4, 16
 MLP_V = 4 * WIDTH  # the vision tower's MLP width
 # Steps per model. The tower's shape reading is what limits every shape bar: at 29,000 steps it reads
-# 91.5% of held-out shapes (17 of 23 bars met), at 58,000 96.5% (all met); 58,000 take about 52 minutes.
+# 91.5% of held-out shapes (17 of 23 bars met), at 58,000 94.5-96.5% (all met); they take about 40 minutes.
 STEPS = {"vision": 58000, "caption": 2400, "vqa": 1500, "retrieval": 1800}
 # Scenes per pretraining step: 16 while the tower learns fast (per step about as fast as with 32, at 60%
 # of the cost), then 32 from this share of the steps on, where a small batch's noise held it back.
