@@ -429,6 +429,12 @@ def _cell_moves(symmetry: int) -> torch.Tensor:
     return table
 
 
+@functools.cache
+def _cell_tables() -> torch.Tensor:
+    """(8, 10): ``_cell_moves`` of every symmetry, built once."""
+    return torch.stack([_cell_moves(symmetry) for symmetry in range(8)])
+
+
 _MOVING = ("kind", "colour", "size", "cell", "coverage")  # the targets a symmetry moves (besides pixels)
 
 
@@ -455,8 +461,7 @@ def transform_views(pixels: torch.Tensor, targets: dict[str, torch.Tensor], symm
     out = dict(targets)  # count and presence stay as they are
     for key in _MOVING:
         out[key] = _moved(targets[key], symmetries)
-    cell_tables = torch.stack([_cell_moves(symmetry) for symmetry in range(8)])
-    out["cell"] = cell_tables[symmetries[:, None, None], out["cell"]]
+    out["cell"] = _cell_tables()[symmetries[:, None, None], out["cell"]]
     return _moved(pixels, symmetries), out
 
 

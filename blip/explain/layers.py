@@ -13,10 +13,10 @@ from __future__ import annotations
 # Sources: "caption" (the captioner's cross-attention, captions and scored captions), "itm" (the
 # matcher's, matched texts and zero-shot labels). Kinds: "attention", "gradcam".
 #
-# Measured by scripts/pointing_layers.py --count 200 on the demo models shipped before retrain 8 (on
-# retrain 8's the mean is best in every row and these defaults within half a point of it; see
-# assets/demo/README.md) (3 text layers, heads averaged;
-# held-out two-shape scenes of seed 20261128: 379 shape words in the captions, 400 under the matcher):
+# Measured by scripts/pointing_layers.py --count 200 on the demo models shipped before retrain 8 (3 text
+# layers, heads averaged; held-out two-shape scenes of seed 20261128: 379 shape words in the captions,
+# 400 under the matcher). On retrain 8's models the mean is best in every row and these defaults are
+# within half a point of it (assets/demo/README.md):
 #
 #                       layer 0   layer 1   layer 2    mean
 #   caption attention     95.5%     95.3%     98.9%   98.4%
