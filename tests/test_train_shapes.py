@@ -189,6 +189,46 @@ def test_false_pairing_is_false_and_built_from_the_scenes_own_words():
             assert colour in colours or kind in kinds
 
 
+def test_moved_shape_moves_one_shape_to_a_free_cell():
+    from dataclasses import replace
+
+    import shapes_world
+
+    gen = torch.Generator().manual_seed(0)
+    for scene in shapes_world.scene_stream(8, 40):
+        held = {s.position for s in scene.shapes}
+        moves = {
+            shapes_world.caption_for(
+                [replace(s, position=cell) if j == i else s for j, s in enumerate(scene.shapes)]
+            )
+            for i in range(len(scene.shapes))
+            for cell in POSITIONS
+            if cell not in held
+        }
+        decoy = training.moved_shape(scene, gen)
+        assert decoy in moves and decoy not in training.true_texts(scene)
+
+
+def test_multi_positive_contrast_is_blips_contrast_with_several_positives_and_decoys():
+    import torch.nn.functional as F
+
+    sim = torch.randn(4, 4) * 3
+    plain = F.cross_entropy(sim, torch.arange(4)) + F.cross_entropy(sim.T, torch.arange(4))
+    same = torch.eye(4)
+    torch.testing.assert_close(training.multi_positive_contrast(sim, same), plain)
+    # A decoy column (true of no image) is a negative only: it gets no row, and the further it is from
+    # every image, the lower the loss.
+    far, near = torch.full((4, 1), -9.0), torch.full((4, 1), 9.0)
+    with_decoy = torch.cat([same, torch.zeros(4, 1)], 1)
+    low = training.multi_positive_contrast(torch.cat([sim, far], 1), with_decoy)
+    high = training.multi_positive_contrast(torch.cat([sim, near], 1), with_decoy)
+    assert torch.isfinite(low) and low < high
+    # Two true texts for one image: both are its positives, half the target each.
+    two = torch.eye(4)
+    two[0, 1] = 1.0
+    assert training.multi_positive_contrast(sim, two) != training.multi_positive_contrast(sim, same)
+
+
 def test_calibrated_match_threshold_is_the_equal_error_point():
     import numpy as np
 
