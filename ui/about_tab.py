@@ -64,8 +64,8 @@ A heatmap can show one text layer or the mean over layers. The viewer opens each
 layer that *pointed* best, measured with the **pointing game**: on held-out pictures of two shapes, does
 the map's hottest patch fall on the shape the word names? (`scripts/pointing_layers.py --count 200` on the
 demo models, which have 3 text layers; the figures are in `blip/explain/layers.py`. They were measured
-on the previous demo models; on the current ones the mean of layers is best for every map, and these
-defaults are within half a point of it.)
+on earlier demo models; on the current ones each default is the best of its row or, for the
+matcher's attention, within 0.3 points of it.)
 
 | map | layer 1 | layer 2 | layer 3 | mean of layers | opens on |
 |---|---|---|---|---|---|

@@ -15,8 +15,8 @@ from __future__ import annotations
 #
 # Measured by scripts/pointing_layers.py --count 200 on the demo models shipped before retrain 8 (3 text
 # layers, heads averaged; held-out two-shape scenes of seed 20261128: 379 shape words in the captions,
-# 400 under the matcher). On retrain 8's models the mean is best in every row and these defaults are
-# within half a point of it (assets/demo/README.md):
+# 400 under the matcher). On retrain 9's models each default is the best of its row, or for ITM
+# attention within 0.3 points of it (assets/demo/README.md):
 #
 #                       layer 0   layer 1   layer 2    mean
 #   caption attention     95.5%     95.3%     98.9%   98.4%
