@@ -753,7 +753,8 @@ def retrieval_loss(temperature: float = 0.07, negatives_per_image: int = HARD_NE
         pairs_of = torch.tensor(list(range(len(texts))) + owners)  # the image each ITM text is paired with
         # The match head reads the tower's tokens without training them, so that the contrast alone
         # tunes the tower's last layers: on retrain 9's tower about as good a matcher (ITM 96.9% against
-        # 97.9%, ITC 95.0% against 96.0%, search the same), in 5% less time.
+        # 97.9%, ITC 95.0% against 96.0%, search the same), with steps 11% faster (27.7 against 31.2 s
+        # per 100 steps).
         logits, out = model.itm_logits(
             image_embeds.detach()[pairs_of], itm_ids, itm_mask, output_attentions=True
         )
