@@ -41,6 +41,7 @@ QUESTION = "what is in the picture?"
 TEXTS = [f"a photo of {w}" for w in ("a dog", "a cat", "two people", "a red car", "the sea", "a house",
                                      "a plate of food", "a mountain at night")]  # fmt: skip
 BATCHES = (1, 8, 32)
+NEAR_TIE = 1e-3  # float32 logits: kernels that sum in another order move them by about 1e-5
 TARGETS = {"caption greedy, 20 tokens": 5.0, "batch captioning, 32 per batch": 3.0}  # reference / ours
 START, END = "<!-- gpu-bench:start -->", "<!-- gpu-bench:end -->"
 NOTES = "## Measured separately"  # scripts/bench.py keeps the file from this heading on
@@ -72,6 +73,7 @@ class Sides:
         for name in dirs:
             self.engine.model(name)
         self.images = [random_image(i, size=(640, 480)) for i in range(max(BATCHES))]
+        self.near_ties: list[str] = []
 
     def inputs(self, **kwargs):
         out = self.processor(return_tensors="pt", **kwargs).to(self.device)
@@ -136,28 +138,72 @@ class Sides:
             )  # fmt: skip
         return cases
 
+    def ref_greedy_scored(self, n: int) -> tuple[list[list[int]], list[torch.Tensor]]:
+        """The reference's greedy ids for the first ``n`` images and its raw logits at each step."""
+        out = self.ref["caption"].generate(**self.inputs(images=self.images[:n]), max_new_tokens=TOKENS,
+                                           min_new_tokens=TOKENS, return_dict_in_generate=True,
+                                           output_logits=True)  # fmt: skip
+        return out.sequences[:, 1:].tolist(), [step.float().cpu() for step in out.logits]
+
     def check_same_outputs(self) -> list[str]:
-        """Float32: the same ids and ITM probabilities on both sides (asserted). Other dtypes: how many
-        cases agree (reported; half precision may move a near-tie)."""
+        """The cases whose outputs differ. In float32 every one is a fault (``main`` exits non-zero
+        after the timings), except greedy parting at a near-tie (``self.near_ties``, reported). Other
+        dtypes: reported only (half precision may move a near-tie)."""
         checks = {
-            "caption greedy": (self.ours_caption(1), self.ref_caption(1)),
             "caption 3 beams": (self.ours_caption(3), self.ref_caption(3)),
             "VQA greedy": (self.ours_answer(), self.ref_answer()),
-            "batch of 8, greedy": (self.ours_batch(8), self.ref_batch(8)),
         }
         differ = [name for name, (ours, ref) in checks.items() if ours != ref]
+        ties = []
+        for name, n, ours in (("caption greedy", 1, [self.ours_caption(1)]),
+                              ("batch of 8, greedy", 8, self.ours_batch(8))):  # fmt: skip
+            ref, logits = self.ref_greedy_scored(n)
+            parted = first_partings(ours, ref, logits)
+            if parted and self.dtype == torch.float32 and max(gap for _, _, gap in parted) <= NEAR_TIE:
+                ties.append(f"{name} ({describe_partings(parted)})")
+            elif parted:
+                differ.append(f"{name} ({describe_partings(parted)})")
         itm = (self.ours_itm() - self.ref_itm()).abs().max().item()
-        if self.dtype == torch.float32:
-            assert not differ, f"token ids differ from the reference in float32: {differ}"
-            assert itm <= 1e-4, f"ITM probabilities differ by {itm:.2e}"
-        return differ + ([f"ITM (max diff {itm:.1e})"] if itm > 1e-2 else [])
+        self.near_ties = ties
+        limit = 1e-4 if self.dtype == torch.float32 else 1e-2
+        return differ + ([f"ITM (max diff {itm:.1e})"] if itm > limit else [])
+
+
+def first_partings(
+    ours: list[list[int]], ref: list[list[int]], logits: list[torch.Tensor]
+) -> list[tuple[int, int, float]]:
+    """(row, step, gap) where each row's ids first part: ``gap`` is how much higher the reference's own
+    logit for its token is than for ours at that step. Before it both sides fed the same ids, so a gap
+    of rounding size means the two tokens were tied to within the kernels' rounding."""
+    parted = []
+    for row, (a, b) in enumerate(zip(ours, ref, strict=True)):
+        step = next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), None)
+        if step is None and len(a) != len(b):
+            step = min(len(a), len(b))
+        if step is None:
+            continue
+        if step < min(len(a), len(b)):
+            gap = (logits[step][row, b[step]] - logits[step][row, a[step]]).item()
+        else:
+            gap = float("inf")  # one side stopped early: not a tie between two tokens
+        parted.append((row, step, gap))
+    return parted
+
+
+def describe_partings(parted: list[tuple[int, int, float]]) -> str:
+    rows = ", ".join(f"image {row} at token {step + 1}, logits {gap:.1e} apart" for row, step, gap in parted)
+    return f"{len(parted)} parted: {rows}"
 
 
 def run_dtype(
     dirs: dict[str, Path], device: str, dtype: torch.dtype, runs: int
-) -> tuple[dict, list[str], str]:
+) -> tuple[dict, list[str], str, list[str]]:
     sides = Sides(dirs, device, dtype)
     differ = sides.check_same_outputs()
+    tf32 = (
+        f"TF32 in cuDNN {torch.backends.cudnn.allow_tf32}, in matmul {torch.backends.cuda.matmul.allow_tf32}"
+    )
+    print(f"{dtype}: differ {differ}, near-ties {sides.near_ties}; {tf32}", flush=True)
     cases = sides.cases()
     for ours, ref, _ in cases.values():  # warm-up: CUDA graphs recorded, kernels chosen
         ours(), ref()
@@ -176,7 +222,7 @@ def run_dtype(
     modes = sorted(
         {r.mode + (f" ({r.fallback_reason})" if r.fallback_reason else "") for r in runners.values()}
     )
-    return med, differ, ", ".join(modes) or "none (greedy did not take the static path)"
+    return med, differ, ", ".join(modes) or "none (greedy did not take the static path)", sides.near_ties
 
 
 def render(results: dict, device: str, runs: int, tiny: bool) -> str:
@@ -191,12 +237,17 @@ def render(results: dict, device: str, runs: int, tiny: bool) -> str:
         "Captions are exactly 20 new tokens. Times in milliseconds; batch rows in images per second.",
         "",
     ]
-    for dtype, (med, differ, modes) in results.items():
+    for dtype, (med, differ, modes, ties) in results.items():
         agree = (
-            "identical token ids and ITM within 1e-4 (checked)"
+            f"identical token ids and ITM within {'1e-4' if dtype == 'float32' else '1e-2'} (checked)"
             if not differ
             else f"differ: {', '.join(differ)}"
         )
+        if ties:
+            agree += (
+                f"; greedy parted only at near-ties (the reference's own logits for the two tokens within"
+                f" {NEAR_TIE:g}): {'; '.join(ties)}"
+            )
         lines += [f"**{dtype}**: outputs vs reference: {agree}; our greedy decoding step: {modes}.", ""]
         lines += ["| case | ours | transformers | ratio | target | |", "|---|---:|---:|---:|---|---|"]
         for case, (ours, ref, n) in med.items():
@@ -250,6 +301,8 @@ def main() -> None:
     section = render(results, args.device, args.runs, args.tiny)
     print(section)
     write_section(args.out, section)
+    if "float32" in results and results["float32"][1]:
+        raise SystemExit(f"float32 outputs differ from the reference: {results['float32'][1]}")
 
 
 if __name__ == "__main__":

@@ -10,6 +10,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+import torch
+
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "device_check.sh"
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -66,3 +69,18 @@ def test_the_bench_runs_end_to_end_on_toy_models_on_the_cpu(tmp_path):
     for case in ("caption greedy, 20 tokens", "caption 3 beams", "VQA greedy", "ITM, one image and 8 texts",
                  "batch captioning, 1 per batch", "batch captioning, 8 per batch", "batch captioning, 32 per batch"):  # fmt: skip
         assert f"| {case}" in text, case
+
+
+def test_the_bench_finds_where_greedy_parts_and_how_close_the_tie_was():
+    import bench_gpu
+
+    logits = [torch.zeros(2, 5) for _ in range(3)]
+    logits[1][1, 2], logits[1][1, 3] = 1.0, 1.0 - 2e-6  # row 1, step 1: the reference's 2 beats our 3 by 2e-6
+    ours, ref = [[4, 4, 4], [4, 3, 1]], [[4, 4, 4], [4, 2, 0]]
+    parted = bench_gpu.first_partings(ours, ref, logits)
+    assert [(row, step) for row, step, _ in parted] == [(1, 1)]
+    assert parted[0][2] == pytest.approx(2e-6, abs=1e-7) and parted[0][2] <= bench_gpu.NEAR_TIE
+    stopped_early = bench_gpu.first_partings([[4, 4]], [[4, 4, 4]], logits)
+    assert stopped_early[0][1:] == (2, float("inf"))
+    assert bench_gpu.first_partings(ref, ref, logits) == []
+    assert "image 1 at token 2" in bench_gpu.describe_partings(parted)
