@@ -10,6 +10,7 @@ transformers facts these tests pin (5.24.0, Pillow 12):
 """
 
 import io
+import threading
 
 import numpy as np
 import pytest
@@ -18,7 +19,16 @@ from PIL import Image
 from transformers import AutoImageProcessor, BlipImageProcessorPil
 from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 
-from blip.loading.preprocess import IMAGE_MEAN, IMAGE_STD, load_image, preprocess, to_rgb
+from blip.loading.preprocess import (
+    IMAGE_MEAN,
+    IMAGE_STD,
+    THREADED_PIXELS,
+    load_image,
+    map_pictures,
+    normalised_batch,
+    preprocess,
+    to_rgb,
+)
 
 pytestmark = pytest.mark.parity
 
@@ -171,6 +181,24 @@ def test_mixed_batch_matches():
     _assert_identical(ours, _expected(images))
     for i, image in enumerate(images):  # a batch is the stack of single images
         assert torch.equal(ours[i], preprocess(image)[0])
+
+
+def test_large_batches_are_resized_on_threads_in_order_and_still_match():
+    # 6 pictures of 640 x 480 (1.8 megapixels in all) take the threaded path.
+    images = [make_image(mode, 640, 480, seed=i) for i, mode in enumerate(["RGB", "P", "L", "RGBA"] * 2)][:6]
+    assert sum(i.width * i.height for i in images) >= THREADED_PIXELS
+    names = map_pictures(lambda image: (image.size, threading.current_thread().name), images)
+    assert all(name.startswith("blip-prep") for _, name in names)
+    ours = preprocess(images)
+    _assert_identical(ours, _expected(images))
+    for i, image in enumerate(images):  # each picture in its own place
+        assert torch.equal(ours[i], preprocess(image)[0])
+    # What another device computes (the resized bytes sent there, scaled by PyTorch): the same bits.
+    resized = np.stack([np.asarray(to_rgb(i).resize((384, 384), Image.Resampling.BICUBIC)) for i in images])
+    assert torch.equal(normalised_batch(torch.from_numpy(resized)), ours)
+    small = [make_image("RGB", 96, 96, seed=i) for i in range(16)]  # the demo models' scenes: no threads
+    names = map_pictures(lambda image: threading.current_thread().name, small)
+    assert set(names) == {threading.current_thread().name}
 
 
 def test_hub_style_config_with_pil_backend(tmp_path):

@@ -13,6 +13,7 @@ import torch
 from PIL import Image
 
 from ..loading.load import LoadedModel, load
+from ..loading.preprocess import map_pictures
 from ..model.task_models import BlipBase
 from .recent import Recent, image_key
 from .results import Result
@@ -135,7 +136,7 @@ class EngineCore:
         """Image tokens (G, N, D) for G pictures, those not cached encoded in one vision pass; and for
         each, whether it came from the cache. ``remember=False`` leaves the cache as it was (a dataset's
         pictures are seen once and would only push out the ones a user is exploring)."""
-        keys = keys or [image_key(image) for image in images]
+        keys = keys or map_pictures(image_key, images)
         found = [self._images.get((loaded.name, key)) for key in keys]
         missing = [i for i, embeds in enumerate(found) if embeds is None]
         if missing:

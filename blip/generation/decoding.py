@@ -131,17 +131,20 @@ def _greedy_or_sample(
         generator = torch.Generator(device=prompt.device)
         generator.manual_seed(options.seed if options.seed is not None else torch.seed())
 
-    sequences = torch.full((rows, plen + steps), PAD_ID, dtype=torch.long, device=prompt.device)
+    # Everything the loop writes stays on the model's device, so that a step reads back from the GPU
+    # once (is anything still running, did a row just finish) rather than for every record.
+    device = prompt.device
+    sequences = torch.full((rows, plen + steps), PAD_ID, dtype=torch.long, device=device)
     sequences[:, : plen + forced] = prompt
-    history = RowHistory.empty(rows, steps, k)
+    history = RowHistory.empty(rows, steps, k, device=device)
     attention_steps: list[torch.Tensor] | None = [] if options.output_attentions else None
     if prefix is not None:  # the forced steps, as the teacher-forced pass saw them
         history.fill_forced(prefix, torch.zeros(rows, dtype=torch.long) if sample else torch.arange(rows))
         if attention_steps is not None:
             attention_steps.extend(prefix.cross_attentions.unbind(0))
-    alive = torch.arange(rows, device=prompt.device)  # the rows still in the batch (all, for samples)
-    running = torch.ones(rows, dtype=torch.bool, device=prompt.device)
-    lengths = torch.full((rows,), steps, dtype=torch.long)
+    alive = torch.arange(rows, device=device)  # the rows still in the batch (all, for samples)
+    running = torch.ones(rows, dtype=torch.bool, device=device)
+    lengths = torch.full((rows,), steps, dtype=torch.long, device=device)
 
     logits, cross = stepper.start(prompt, 1 if not sample else rows)
     for step in range(forced, steps):
@@ -165,23 +168,24 @@ def _greedy_or_sample(
             tokens = scores.argmax(dim=-1)
         tokens = torch.where(running[alive], tokens, PAD_ID)  # finished rows only pad
         sequences[alive, cur] = tokens
-        batch_rows = torch.arange(len(alive), device=prompt.device)
-        history.record(step, batch_rows, raw, tokens, k, at=alive.cpu())
+        batch_rows = torch.arange(len(alive), device=device)
+        history.record(step, batch_rows, raw, tokens, k, at=alive)
         if attention_steps is not None:
             attention_steps.append(cross)
         just_done = running[alive] & (tokens == SEP_ID)
-        lengths[alive[just_done].cpu()] = step + 1
-        running[alive[just_done]] = False
-        if not running.any() or step + 1 == steps:
+        lengths[alive] = torch.where(just_done, step + 1, lengths[alive])
+        running[alive] = running[alive] & ~just_done
+        any_running, any_done = torch.stack([running.any(), just_done.any()]).tolist()
+        if not any_running or step + 1 == steps:
             break
-        if not sample and bool(just_done.any()):  # finished greedy rows (and their images) leave
+        if not sample and any_done:  # finished greedy rows (and their images) leave
             keep = (~just_done).nonzero().squeeze(1)
             alive = alive[keep]
             stepper.reorder(keep, groups=keep)
         logits, cross = stepper(sequences[alive, : cur + 1])
 
+    history, sequences, lengths = history.to("cpu"), sequences[:, plen:].cpu(), lengths.tolist()
     texts = [
-        to_sequence(sequences[r, plen:], history, r, int(lengths[r]), None, attention_steps, forced)
-        for r in range(rows)
+        to_sequence(sequences[r], history, r, lengths[r], None, attention_steps, forced) for r in range(rows)
     ]
     return [texts] if sample else [[text] for text in texts]

@@ -81,12 +81,19 @@ class RowHistory:
     alt_logprobs: torch.Tensor  # (R, steps, k)
 
     @classmethod
-    def empty(cls, rows: int, steps: int, k: int) -> RowHistory:
+    def empty(cls, rows: int, steps: int, k: int, device: torch.device | str | None = None) -> RowHistory:
+        """Blank records; on the model's ``device`` when the loop should not wait for the GPU at every
+        step to copy them (greedy search keeps them there and moves them once, with :meth:`to`)."""
         return cls(
-            torch.zeros(rows, steps, dtype=torch.long),
-            torch.zeros(rows, steps),
-            torch.zeros(rows, steps, k, dtype=torch.long),
-            torch.zeros(rows, steps, k),
+            torch.zeros(rows, steps, dtype=torch.long, device=device),
+            torch.zeros(rows, steps, device=device),
+            torch.zeros(rows, steps, k, dtype=torch.long, device=device),
+            torch.zeros(rows, steps, k, device=device),
+        )
+
+    def to(self, device: torch.device | str) -> RowHistory:
+        return RowHistory(
+            *(t.to(device) for t in (self.rows, self.logprobs, self.alt_ids, self.alt_logprobs))
         )
 
     def fill_forced(self, prefix: TeacherForced, image_of_row: torch.Tensor) -> None:
@@ -131,12 +138,13 @@ class RowHistory:
             at: (R,) which records to fill, when only some rows still run; default all.
         """
         at = slice(None) if at is None else at
-        self.rows[at, step] = rows.cpu()  # the records live on the CPU, the scores where the model runs
-        self.logprobs[at, step] = raw[rows, tokens].cpu()
+        here = self.rows.device  # the scores are where the model runs; the records may not be
+        self.rows[at, step] = rows.to(here)
+        self.logprobs[at, step] = raw[rows, tokens].to(here)
         if k:
             best = raw.topk(k, dim=-1)
-            self.alt_ids[at, step] = best.indices[rows].cpu()
-            self.alt_logprobs[at, step] = best.values[rows].cpu()
+            self.alt_ids[at, step] = best.indices[rows].to(here)
+            self.alt_logprobs[at, step] = best.values[rows].to(here)
 
 
 def to_sequence(

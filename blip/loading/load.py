@@ -39,7 +39,7 @@ class LoadedModel:
 
     def pixels(self, images: Image.Image | list[Image.Image]) -> torch.Tensor:
         """PIL image(s) -> normalised pixel tensor (B, 3, S, S) on the model's device."""
-        return preprocess(images, self.image_size).to(self.device)
+        return preprocess(images, self.image_size, device=self.device)
 
 
 def _image_size(directory: Path, default: int) -> int:
