@@ -10,6 +10,7 @@ transformers facts these tests pin (5.24.0, Pillow 12):
 """
 
 import io
+import multiprocessing
 import threading
 
 import numpy as np
@@ -199,6 +200,19 @@ def test_large_batches_are_resized_on_threads_in_order_and_still_match():
     small = [make_image("RGB", 96, 96, seed=i) for i in range(16)]  # the demo models' scenes: no threads
     names = map_pictures(lambda image: threading.current_thread().name, small)
     assert set(names) == {threading.current_thread().name}
+
+
+def test_a_forked_child_resizes_on_threads_of_its_own():
+    images = [make_image("RGB", 640, 480, seed=i) for i in range(4)]
+    expected = preprocess(images)  # the parent's pool now exists, with its threads
+    context = multiprocessing.get_context("fork")
+    with context.Pool(1) as pool:  # the parent's threads are not in the child: a stale pool would hang
+        child = pool.apply_async(_preprocess_in_child, (images,)).get(timeout=60)
+    assert torch.equal(torch.from_numpy(child), expected)
+
+
+def _preprocess_in_child(images):
+    return preprocess(images).numpy()
 
 
 def test_hub_style_config_with_pil_backend(tmp_path):

@@ -141,6 +141,17 @@ _POOL: ThreadPoolExecutor | None = None
 _POOL_LOCK = threading.Lock()
 
 
+def _forget_pool() -> None:
+    """In a forked child (ZeroGPU's and Ray's workers can be): the parent's threads did not come along,
+    and its lock may have been held, so the child starts its own of both."""
+    global _POOL, _POOL_LOCK
+    _POOL, _POOL_LOCK = None, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool)
+
+
 def threaded(images: Sequence[Image.Image]) -> bool:
     """Whether :func:`map_pictures` hands these pictures to threads."""
     return len(images) > 1 and sum(image.width * image.height for image in images) >= THREADED_PIXELS
