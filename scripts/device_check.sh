@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # The GPU checks in one command, for a CUDA machine (planned for under 10 minutes on an H200: at most
-# 2 x 2 minutes of pip where something is missing, 4 minutes of tests, 4 of bench):
+# 2 x 2 minutes of pip where something is missing, 4 minutes of tests, 4 of bench, 2 of profile; on the
+# H200 lent on 2026-11-30 tests and bench took 2.3 minutes and the profile half a minute; that machine
+# reaches no index, so BLIP_DEVICE_CHECK_NO_PIP=1 skips pip, and transformers 5.24.0 went along as a
+# wheel on PYTHONPATH, its own being 5.17):
 #
 #   bash scripts/device_check.sh
 #
@@ -11,7 +14,8 @@
 #    transformers on the GPU through the recorded CUDA graph, graph vs eager, batched captions,
 #    float16 / bfloat16 drift);
 # 4. the GPU bench (scripts/bench_gpu.py): ours vs transformers in the same run, which writes the GPU
-#    section of BENCHMARKS.md.
+#    section of BENCHMARKS.md;
+# 5. where a caption's time goes on that GPU (scripts/profile_caption.py: stages and busiest calls).
 #
 # Everything printed also goes to $OUT/device_check.log (or /tmp when OUT is unset); the JUnit report,
 # the drift figures and BENCHMARKS.md are copied there too. The exit status is non-zero if any step failed.
@@ -54,7 +58,9 @@ if ! has "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)"; t
   echo "torch with CUDA is missing: trying pip (torch==2.13.0, the pin of requirements.txt)"
   timeout 120 "$PYTHON" -m pip install -q --retries 1 --timeout 15 torch==2.13.0 || echo "pip could not install torch (no index?): continuing"
 fi
-if ! has "import transformers, gradio, tokenizers, safetensors, pytest, PIL, matplotlib, huggingface_hub"; then
+# What the CUDA tests, the bench and the profile import (not the app: the H200 image has no gradio, and
+# nothing can be fetched there).
+if ! has "import transformers, tokenizers, safetensors, pytest, PIL, huggingface_hub"; then
   echo "test dependencies missing: trying pip (requirements-dev.txt, torch left as it is)"
   grep -v '^torch==' requirements.txt >"$OUT_DIR/requirements-no-torch.txt"
   sed -e 's#^-r requirements.txt#-r '"$OUT_DIR"'/requirements-no-torch.txt#' requirements-dev.txt \
@@ -75,6 +81,7 @@ export BLIP_DEVICE_CHECK=1 OUT="$OUT_DIR"
 run "CUDA tests" 240 "$PYTHON" -m pytest tests/test_cuda.py -q -rA -s \
   -p no:cacheprovider --junitxml="$OUT_DIR/device_check_junit.xml"
 run "GPU bench" 240 "$PYTHON" scripts/bench_gpu.py --runs 3 --dtypes float32,float16,bfloat16
+run "GPU profile" 120 "$PYTHON" scripts/profile_caption.py --device cuda
 cp BENCHMARKS.md "$OUT_DIR/BENCHMARKS.md" 2>/dev/null || true
 
 step "summary"

@@ -105,6 +105,8 @@ def main() -> None:
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--tiny", action="store_true", help="toy-size model (a dry run)")
     args = parser.parse_args()
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise SystemExit("--device cuda but PyTorch sees no CUDA device")
     images = [random_image(i, size=(640, 480)) for i in range(BATCH)]
     one, many = median_ms(lambda: preprocess(images[:1]), "cpu"), median_ms(lambda: preprocess(images), "cpu")
     print(f"preprocess on the CPU, 1 / {BATCH} pictures: {one:.1f} / {many:.1f} ms")

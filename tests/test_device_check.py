@@ -23,7 +23,7 @@ def test_the_script_parses_and_runs_the_cuda_tests_and_the_bench():
     text = SCRIPT.read_text()
     assert "set -euo pipefail" in text
     assert "BLIP_DEVICE_CHECK=1" in text and "tests/test_cuda.py" in text
-    assert "scripts/bench_gpu.py" in text
+    assert "scripts/bench_gpu.py" in text and "scripts/profile_caption.py --device cuda" in text
     assert (ROOT / "tests" / "test_cuda.py").is_file()
     # Every test in test_cuda.py is gated on the variable the script sets.
     assert 'os.environ.get("BLIP_DEVICE_CHECK") != "1"' in (ROOT / "tests" / "test_cuda.py").read_text()
@@ -36,8 +36,12 @@ def test_without_a_gpu_every_step_reports_and_the_script_fails(tmp_path):
     log = (tmp_path / "device_check.log").read_text()
     assert done.returncode == 1, log[-2000:]
     assert "PyTorch sees no CUDA device" in log
-    assert "--- CUDA tests: FAILED" in log and "--- GPU bench: FAILED" in log
-    assert "FAILED: dependencies CUDA tests GPU bench" in log
+    assert (
+        "--- CUDA tests: FAILED" in log
+        and "--- GPU bench: FAILED" in log
+        and "--- GPU profile: FAILED" in log
+    )
+    assert "FAILED: dependencies CUDA tests GPU bench GPU profile" in log
 
 
 def test_the_bench_section_replaces_itself_and_survives_the_cpu_bench(tmp_path):
@@ -55,6 +59,17 @@ def test_the_bench_section_replaces_itself_and_survives_the_cpu_bench(tmp_path):
     fresh = tmp_path / "new.md"
     bench_gpu.write_section(fresh, f"{bench_gpu.START}\nx\n{bench_gpu.END}")
     assert bench.NOTES in fresh.read_text()
+
+
+def test_the_profile_runs_on_a_toy_model_on_the_cpu():
+    command = [sys.executable, str(ROOT / "scripts" / "profile_caption.py"), "--device", "cpu", "--tiny"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-3000:]
+    for dtype in ("float32", "bfloat16"):
+        assert (
+            f"{dtype}: caption 1 picture" in done.stdout
+            and f"{dtype}: one caption, busiest calls" in done.stdout
+        )
 
 
 def test_the_bench_runs_end_to_end_on_toy_models_on_the_cpu(tmp_path):
