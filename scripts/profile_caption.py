@@ -18,16 +18,16 @@ import pstats
 import statistics
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "scripts")]
 
 import oracle_checkpoints  # noqa: E402
+from bench_gpu import timed  # noqa: E402
 from conftest import random_image  # noqa: E402
 
 from blip.engine import Engine  # noqa: E402
@@ -38,16 +38,7 @@ BATCH = 32
 
 
 def median_ms(fn: Callable[[], object], device: str, runs: int = 3) -> float:
-    times = []
-    for _ in range(runs):
-        if device == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        fn()
-        if device == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1000
+    return statistics.median(timed(fn, device) for _ in range(runs)) * 1000
 
 
 def profile_dtype(directory: Path, dtype: torch.dtype, device: str, images: list) -> None:
