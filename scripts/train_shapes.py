@@ -61,7 +61,9 @@ from blip.model.config import config_from_dict  # noqa: E402
 
 OUT = ROOT / "assets" / "demo"
 WIDTH, LAYERS_V, LAYERS_T, HEADS, PATCH = 112, 4, 3, 4, 16
-MLP_V = 4 * WIDTH  # the vision tower's MLP width
+# The vision tower's MLP width. Half as wide made a tower step 12% cheaper, but the tower then read
+# shapes worse even with more steps (retrain 11 in assets/demo/README.md: 92.0% at 52,000 steps).
+MLP_V = 4 * WIDTH
 # Steps per model. The tower's shape reading is what limits every shape bar: at 29,000 steps it reads
 # 91.5% of held-out shapes (17 of 23 bars met), at 58,000 94.5-96.5% (all met); they take about 30 minutes.
 # The matcher's 2,100 steps (from 1,800) are for ITM: on the EMA tower, with the moved-shape decoys, 1,800
